@@ -1,0 +1,210 @@
+"""The `volume` command line: convert, render, info, bench.
+
+Results go to stdout (one JSON object with --json); progress, warnings and errors go to stderr.
+Exit codes: 0 success, 1 an expected failure (bad input, no face, ...) reported as one line
+"Error: ...", 2 a usage error (unknown option, bad value), 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from volume_cli import __version__
+from volume_cli.formats import SplatFormat
+from volume_cli.pipeline import OnMissing
+from volume_cli.predictors import PredictorName
+
+app = typer.Typer(
+    name="volume",
+    help="Turn a recorded talking-head video into 3D Gaussian splats, one set per frame, and render them back.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# Options shared by several commands.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else (no progress).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or warnings; results and errors only.")]
+DeviceOpt = Annotated[Device, typer.Option(help="Where to run: auto picks cuda when available, else cpu.")]
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    print(f"Error: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def resolve_device(device: Device) -> str:
+    import torch
+
+    if device is Device.cuda and not torch.cuda.is_available():
+        raise fail("--device cuda was asked for but CUDA is not available here (use --device cpu or auto)")
+    if device is Device.auto:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device.value
+
+
+def emit(result: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for line in lines:
+            print(line)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"volume {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
+    """Turn a recorded talking-head video into 3D Gaussian splats, one set per frame, and render them back.
+
+    Coordinates: every splat set is in the ORIGINAL camera's frame, OpenCV axes (x right, y down,
+    z forward), metres, camera at the origin; a sequence replays the person's real motion.
+    Exit codes: 0 success, 1 failure ("Error: ..." on stderr), 2 usage error, 130 interrupted.
+    """
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="Video file, image, or folder of images.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write frame_NNNNNN.ply and sequence.json into.", show_default=False)],
+    fov: Annotated[Optional[float], typer.Option(help="Camera field of view across the longer image side, degrees. [default: 65, a typical webcam]")] = None,
+    focal: Annotated[Optional[float], typer.Option(help="Camera focal length in pixels (overrides --fov).")] = None,
+    size: Annotated[int, typer.Option(help="Side of the square head crop in pixels; two splats per crop pixel before pruning.", min=64, max=1024)] = 256,
+    start: Annotated[Optional[float], typer.Option(help="First time to convert, seconds.", min=0)] = None,
+    end: Annotated[Optional[float], typer.Option(help="Stop before this time, seconds.", min=0)] = None,
+    every: Annotated[int, typer.Option(help="Convert every N-th frame.", min=1)] = 1,
+    max_frames: Annotated[Optional[int], typer.Option(help="Convert at most N frames.", min=1)] = None,
+    format: Annotated[SplatFormat, typer.Option("--format", help="Splat file format: ply (3DGS, lossless), splat (antimatter15, 32 B a splat), ply-compressed (SuperSplat, 16 B a splat).")] = SplatFormat.ply,
+    predictor: Annotated[PredictorName, typer.Option(help="Predictor: geometric (face mesh + head proxy, no learning).")] = PredictorName.geometric,
+    device: DeviceOpt = Device.auto,
+    batch_size: Annotated[int, typer.Option(help="Crops per predictor call.", min=1)] = 8,
+    on_missing: Annotated[OnMissing, typer.Option(help="Frames with no face: skip (write nothing), hold (repeat the previous frame's splats), fail (stop before writing anything).")] = OnMissing.skip,
+    overwrite: Annotated[bool, typer.Option(help="Replace the splats and sequence.json in a non-empty output folder.")] = False,
+    resume: Annotated[bool, typer.Option(help="Finish an interrupted run into the same folder (same input and options).")] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Convert a video (or images) into a folder of per-frame Gaussian splats.
+
+    Example: volume convert talk.mp4 -o splats/ --max-frames 100
+    """
+    from volume_cli import pipeline
+    from volume_cli.predictors import load_predictor
+    from volume_cli.progress import RichProgress, warn
+    from volume_cli.video import InputError, open_source
+
+    if overwrite and resume:
+        raise typer.BadParameter("use either --overwrite or --resume, not both")
+    if start is not None and end is not None and end <= start:
+        raise typer.BadParameter(f"--end ({end}) must be after --start ({start})")
+    if focal is not None and focal <= 0 or fov is not None and not 1 < fov < 179:
+        raise typer.BadParameter("--focal must be positive and --fov between 1 and 179 degrees")
+
+    settings = pipeline.ConvertSettings(
+        fov_deg=fov, focal_px=focal, size=size, start_s=start, end_s=end, every=every, max_frames=max_frames,
+        splat_format=format, on_missing=on_missing, predictor=predictor.value,
+    )
+    run_device = resolve_device(device)
+    progress = RichProgress(enabled=not (quiet or as_json))
+    try:
+        src = open_source(source, start_s=start, end_s=end, every=every, max_frames=max_frames)
+        model = load_predictor(predictor, run_device)
+        report = pipeline.convert(
+            src, output, model, settings, device=run_device, batch_size=batch_size,
+            overwrite=overwrite, resume=resume, progress=progress,
+        )
+    except InputError as e:
+        raise fail(str(e))
+    except KeyboardInterrupt:
+        progress.stop()
+        raise fail(f"interrupted; {output} holds the frames finished so far. Run the same command with --resume to finish.", EXIT_INTERRUPTED)
+    for w in report.warnings:
+        warn(w, quiet or as_json)
+    total = report.frames_written + report.frames_held
+    fps = report.frames_written / report.seconds if report.seconds > 0 else 0.0
+    result = {
+        "output": str(report.output),
+        "frames_written": report.frames_written,
+        "frames_held": report.frames_held,
+        "frames_missing": report.frames_missing,
+        "frames_resumed": report.frames_resumed,
+        "seconds": round(report.seconds, 3),
+        "frames_per_second": round(fps, 2),
+        "warnings": report.warnings,
+    }
+    lines = [f"Wrote {total} frames to {report.output} ({report.frames_held} held, {report.frames_missing} without a face skipped"
+             + (f", {report.frames_resumed} from the earlier run" if report.frames_resumed else "")
+             + f") in {report.seconds:.1f} s, {fps:.1f} frames/s"]
+    emit(result, as_json, lines)
+
+
+@app.command()
+def info(
+    sequence: Annotated[Path, typer.Argument(help="Sequence folder, its sequence.json, or one splat file.", show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Describe a splat sequence: frames, splats per frame, bounding box, fps, predictor, missing frames.
+
+    Example: volume info splats/ --json
+    """
+    from volume_cli.inspect import describe
+
+    try:
+        result = describe(sequence)
+    except (ValueError, FileNotFoundError) as e:
+        raise fail(str(e))
+    if as_json:
+        print(json.dumps(result))
+        return
+    splats = result["splats_per_frame"]
+    bbox = result["bounding_box_m"]
+    lines = [
+        f"{result['path']}",
+        f"  frames        {result['frames']} ({result['held']} held, {result['missing']} missing)"
+        + ("" if result["complete"] else "  [INCOMPLETE: run convert --resume]"),
+        f"  splats/frame  min {splats['min']}, mean {splats['mean']:.0f}, max {splats['max']}",
+        f"  bounding box  x {bbox['min'][0]:.3f}..{bbox['max'][0]:.3f}  y {bbox['min'][1]:.3f}..{bbox['max'][1]:.3f}  z {bbox['min'][2]:.3f}..{bbox['max'][2]:.3f} m",
+        f"  fps           {result['fps'] if result['fps'] is not None else 'n/a'}",
+        f"  predictor     {result['predictor']}",
+        f"  format        {result['splat_format']}",
+    ]
+    if result["missing_frames"]:
+        lines.append(f"  missing       frames {_ranges(result['missing_frames'])}")
+    emit(result, False, lines)
+
+
+def _ranges(indices: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    parts, start = [], None
+    for i, x in enumerate(indices):
+        if start is None:
+            start = x
+        if i + 1 == len(indices) or indices[i + 1] != x + 1:
+            parts.append(str(start) if start == x else f"{start}-{x}")
+            start = None
+    return ", ".join(parts)

@@ -1,0 +1,438 @@
+"""`volume convert` orchestration: track the face over the whole clip, then crop, predict and write.
+
+Two passes over the source:
+  1. decode + face mesh for every selected frame (landmarks only are kept, a few KB a frame), so the
+     head track can be smoothed with a centred window and a clip with no face fails before anything
+     is written;
+  2. decode again + homography crop -> predictor (batched) -> original camera frame -> prune ->
+     write. Decoding runs ahead on a thread and files are written on another, so the predictor
+     sets the pace.
+
+Output folder invariants: splat files appear only complete (temporary name, then rename);
+sequence.json is rewritten atomically at least every second and at the end, always listing only
+frames whose files are complete, with ``complete: false`` until the run finishes. A run stopped by
+Ctrl-C leaves a consistent folder that ``--resume`` finishes.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from volume_cli import __version__, camera
+from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, smooth_track
+from volume_cli.formats import SplatFormat, encode_splats
+from volume_cli.formats.atomic import atomic_write_bytes, remove_stale_temp_files
+from volume_cli.formats import manifest as mf
+from volume_cli.framing import FramedCrop, frame_crop
+from volume_cli.predictors import CropBatch, Predictor
+from volume_cli.video import Frame, FrameSource, InputError
+
+MANIFEST_NAME = "sequence.json"
+_MANIFEST_EVERY_S = 1.0
+
+
+class OnMissing(str, enum.Enum):
+    """What to do with a frame in which the person's face is not found."""
+
+    skip = "skip"  # write nothing for it; listed under "missing"
+    hold = "hold"  # repeat the nearest earlier frame's splats (the first found, at the start)
+    fail = "fail"  # stop with an error before writing anything
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """Everything that decides the output; --resume refuses a run whose settings differ."""
+
+    fov_deg: float | None = None
+    focal_px: float | None = None
+    size: int = 256
+    start_s: float | None = None
+    end_s: float | None = None
+    every: int = 1
+    max_frames: int | None = None
+    splat_format: SplatFormat = SplatFormat.ply
+    on_missing: OnMissing = OnMissing.skip
+    predictor: str = "geometric"
+    smoothing_frames: float = 2.0
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d["splat_format"] = self.splat_format.value
+        d["on_missing"] = self.on_missing.value
+        return d
+
+
+class Progress:
+    """Progress reporting hooks; the default reports nothing. The CLI passes a rich-backed one."""
+
+    def start(self, description: str, total: int | None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ConvertReport:
+    output: Path
+    frames_written: int
+    frames_held: int
+    frames_missing: int
+    frames_resumed: int
+    seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Tracked:
+    index: int
+    time_s: float
+    face: FaceObservation | None
+    head: HeadState | None = None
+    held_from: int | None = None  # for a held frame: the source index whose splats it repeats
+
+
+def _prefetch(items: Iterable, depth: int = 8) -> Iterator:
+    """Iterate ``items`` on a background thread, ``depth`` items ahead (decoding overlaps work)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="decode")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.ndarray:
+    return camera.image_intrinsics(source.width, source.height, fov_deg=settings.fov_deg, focal_px=settings.focal_px)
+
+
+def track(source: FrameSource, K: np.ndarray, settings: ConvertSettings, progress: Progress) -> list[_Tracked]:
+    """Pass 1: the chosen face in every selected frame, the smoothed head track, held frames."""
+    tracked: list[_Tracked] = []
+    progress.start("Finding faces", _expected_frames(source, settings))
+    with FaceFinder(video=source.kind == "video") as finder:
+        for frame in _prefetch(source):
+            tracked.append(_Tracked(frame.index, frame.time_s, finder.find(frame.image)))
+            progress.advance()
+    progress.stop()
+    if not tracked:
+        raise InputError(f"{source.path}: no frames to convert")
+    found = [t for t in tracked if t.face is not None]
+    if not found:
+        raise InputError(f"{source.path}: no face found in any of its {len(tracked)} frames")
+    if settings.on_missing is OnMissing.fail:
+        first = next((t for t in tracked if t.face is None), None)
+        if first is not None:
+            raise InputError(
+                f"{source.path}: no face in frame {first.index} (t={first.time_s:.2f} s); "
+                "use --on-missing skip or hold to convert the other frames"
+            )
+    centers = [head_state(t.face, K).center if t.face is not None else None for t in tracked]
+    for t, c in zip(tracked, smooth_track(centers, settings.smoothing_frames)):
+        if c is not None:
+            t.head = HeadState(center=c)
+    if settings.on_missing is OnMissing.hold:
+        last = found[0].index  # leading frames without a face repeat the first one found
+        for t in tracked:
+            if t.face is not None:
+                last = t.index
+            else:
+                t.held_from = last
+    return tracked
+
+
+def _expected_frames(source: FrameSource, settings: ConvertSettings) -> int | None:
+    if source.frame_count is None:
+        return None
+    n = source.frame_count
+    if source.fps and (settings.start_s or settings.end_s):
+        end = n if settings.end_s is None else min(n, int(np.ceil(settings.end_s * source.fps)))
+        n = max(0, end - int(np.ceil((settings.start_s or 0.0) * source.fps)))
+    n = -(-n // settings.every)
+    return n if settings.max_frames is None else min(n, settings.max_frames)
+
+
+def to_original_frame(gaussians_virtual, R: np.ndarray):
+    """Gaussians from a virtual-camera frame back to the ORIGINAL camera frame: x_o = R^T x_v."""
+    return gaussians_virtual.transform(torch.from_numpy(R.T.copy()))
+
+
+class _Folder:
+    """The output folder and its manifest, kept consistent with the files on disk."""
+
+    def __init__(self, path: Path, header: dict, done: list[dict], missing: list[dict]) -> None:
+        self.path = path
+        self.header = header
+        self.frames: dict[int, dict] = {r["index"]: r for r in done}
+        self.missing = missing
+        self._lock = threading.Lock()
+        self._last_flush = 0.0
+
+    def add(self, record: dict) -> None:
+        with self._lock:
+            self.frames[record["index"]] = record
+
+    def flush(self, complete: bool = False, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_flush < _MANIFEST_EVERY_S:
+            return
+        with self._lock:
+            frames = [self.frames[i] for i in sorted(self.frames)]
+        document = dict(self.header, complete=complete, frames=frames, missing=self.missing)
+        atomic_write_bytes(self.path / MANIFEST_NAME, mf.dumps(document))
+        self._last_flush = now
+
+
+def prepare_output(out: Path, *, overwrite: bool, resume: bool) -> dict | None:
+    """Check the output folder. Returns the existing manifest (as a dict) when resuming."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder")
+    existing = [p for p in out.iterdir()] if out.exists() else []
+    manifest_path = out / MANIFEST_NAME
+    if resume:
+        if not manifest_path.exists():
+            if existing:
+                raise InputError(f"{out} has no {MANIFEST_NAME} to resume from")
+            return None
+        return mf.loads(manifest_path.read_bytes())
+    if existing and not overwrite:
+        raise InputError(f"{out} is not empty; use --overwrite to replace its splats or --resume to finish an interrupted run")
+    if overwrite:
+        for p in existing:
+            if p.is_file() and (mf.is_frame_file_name(p.name) or p.name == MANIFEST_NAME):
+                p.unlink()
+        remove_stale_temp_files(out)
+    return None
+
+
+def convert(
+    source: FrameSource,
+    out: Path,
+    predictor: Predictor,
+    settings: ConvertSettings,
+    *,
+    device: str = "cpu",
+    batch_size: int = 8,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_frame: Callable[[dict], None] | None = None,
+) -> ConvertReport:
+    """Convert ``source`` into a splat sequence folder ``out``. See the module docstring."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+    previous = prepare_output(out, overwrite=overwrite, resume=resume)
+    K = original_intrinsics(source, settings)
+    header = _header(source, K, predictor, settings)
+    if previous is not None:
+        _check_resumable(previous, header, out)
+
+    t0 = time.perf_counter()
+    tracked = track(source, K, settings, progress)
+    stage = {"track": time.perf_counter() - t0}
+
+    done = [r for r in (previous or {}).get("frames", []) if (out / r["file"]).is_file()]
+    done_indices = {r["index"] for r in done}
+    missing = [
+        {"index": t.index, "time_s": t.time_s, "action": "held" if t.held_from is not None else "skipped"}
+        for t in tracked if t.face is None
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)
+    folder = _Folder(out, header, done, missing)
+    folder.flush()
+
+    # Held frames are written right after the frame they repeat.
+    holders: dict[int, list[_Tracked]] = {}
+    for t in tracked:
+        if t.held_from is not None and t.index not in done_indices:
+            holders.setdefault(t.held_from, []).append(t)
+    by_index = {t.index: t for t in tracked}
+    todo = {t.index for t in tracked if t.face is not None and (t.index not in done_indices or holders.get(t.index))}
+
+    counts = {"written": 0, "held": 0}
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
+    pending: list[Future] = []
+    timers = {"decode+crop": 0.0, "predict": 0.0, "write": 0.0}
+    progress.start("Converting", len(todo) + sum(len(v) for v in holders.values()))
+
+    def write(t: _Tracked, fc: FramedCrop, gaussians) -> None:
+        w0 = time.perf_counter()
+        data = encode_splats(gaussians, settings.splat_format)
+        records = []
+        if t.index not in done_indices:
+            records.append(_frame_record(t, fc, gaussians.count, settings, "ok"))
+        records += [_frame_record(h, fc, gaussians.count, settings, "held", face_box=None) for h in holders.get(t.index, [])]
+        for r in records:
+            atomic_write_bytes(out / r["file"], data)
+            folder.add(r)
+            counts["written" if r["status"] == "ok" else "held"] += 1
+            progress.advance()
+            if on_frame:
+                on_frame(r)
+        folder.flush(force=False)
+        timers["write"] += time.perf_counter() - w0
+
+    def crops() -> Iterator[tuple[_Tracked, FramedCrop]]:
+        for frame in source:
+            t = by_index.get(frame.index)
+            if t is None or t.index not in todo:
+                continue
+            yield t, frame_crop(frame.image, K, t.face, t.head, settings.size)
+
+    try:
+        batch: list[tuple[_Tracked, FramedCrop]] = []
+        c0 = time.perf_counter()
+        for item in _prefetch(crops()):
+            batch.append(item)
+            if len(batch) == batch_size:
+                timers["decode+crop"] += time.perf_counter() - c0
+                pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
+                batch = []
+                c0 = time.perf_counter()
+            _raise_failed(pending)
+        if batch:
+            timers["decode+crop"] += time.perf_counter() - c0
+            pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
+        writer.shutdown(wait=True)
+        _raise_failed(pending)
+        folder.flush(complete=True)
+    finally:
+        # Whatever stopped us (Ctrl-C, an error), finish the writes in flight and leave a manifest
+        # that lists exactly the complete files.
+        writer.shutdown(wait=True, cancel_futures=True)
+        progress.stop()
+        if not (out / MANIFEST_NAME).exists() or not mf.loads((out / MANIFEST_NAME).read_bytes()).get("complete"):
+            folder.flush(complete=False)
+
+    stage.update(timers)
+    return ConvertReport(
+        output=out, frames_written=counts["written"], frames_held=counts["held"],
+        frames_missing=sum(1 for m in missing if m["action"] == "skipped"), frames_resumed=len(done),
+        seconds=time.perf_counter() - started, stage_seconds=stage, warnings=list(source.warnings),
+    )
+
+
+def _raise_failed(pending: list[Future]) -> None:
+    for f in pending:
+        if f.done() and f.exception() is not None:
+            raise f.exception()
+    pending[:] = [f for f in pending if not f.done()]
+
+
+def _predict_and_submit(batch, predictor: Predictor, device: str, writer: ThreadPoolExecutor, write, timers) -> list[Future]:
+    p0 = time.perf_counter()
+    crop_batch = _crop_batch([fc for _, fc in batch], device)
+    with torch.inference_mode():
+        predicted = predictor.predict(crop_batch).to("cpu")
+    futures = []
+    for i, (t, fc) in enumerate(batch):
+        gaussians = to_original_frame(predicted[i], fc.cam.R).prune()
+        futures.append(writer.submit(write, t, fc, gaussians))
+    timers["predict"] += time.perf_counter() - p0
+    return futures
+
+
+def _crop_batch(crops: list[FramedCrop], device: str) -> CropBatch:
+    def stacked(arrays) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays)).to(device)
+
+    return CropBatch(
+        images=stacked([fc.crop for fc in crops]).permute(0, 3, 1, 2).float().div(255.0),
+        valid=stacked([fc.valid for fc in crops]),
+        K=stacked([fc.cam.K for fc in crops]).float(),
+        # The virtual camera looks straight at the head centre: it lies on the optical axis.
+        head_center=torch.tensor([[0.0, 0.0, float(np.linalg.norm(fc.head_center))] for fc in crops], device=device),
+        landmarks=stacked([fc.landmarks for fc in crops]).float(),
+    )
+
+
+def _frame_record(t: _Tracked, fc: FramedCrop, num_splats: int, settings: ConvertSettings, status: str, face_box="own") -> dict:
+    box = t.face.box.tolist() if face_box == "own" and t.face is not None else None
+    return {
+        "index": t.index,
+        "file": mf.frame_file_name(t.index, settings.splat_format),
+        "time_s": t.time_s,
+        "num_splats": int(num_splats),
+        "status": status,
+        "rotation": fc.cam.R.tolist(),
+        "virtual_K": fc.cam.K.tolist(),
+        "face_box": box,
+        "head_center": fc.head_center.tolist(),
+        "distance_m": float(np.linalg.norm(fc.head_center)),
+    }
+
+
+def _header(source: FrameSource, K: np.ndarray, predictor: Predictor, settings: ConvertSettings) -> dict:
+    return {
+        "format": "volume-sequence",
+        "version": 1,
+        "tool": {"name": "volume", "version": __version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": {
+            "path": str(Path(source.path).resolve()),
+            "kind": source.kind,
+            "fps": source.fps,
+            "frame_count": source.frame_count,
+            "rotation_deg": source.rotation_deg,
+        },
+        "image_size": [source.width, source.height],
+        "intrinsics": {"K": K.tolist(), "focal_px": float(K[0, 0]), "fov_deg": None if settings.focal_px else (settings.fov_deg or camera.DEFAULT_FOV_DEG)},
+        "crop_size": settings.size,
+        "coordinates": mf.COORDINATES,
+        "predictor": {"name": predictor.name, "weights_sha256": predictor.weights_sha256},
+        "splat_format": settings.splat_format.value,
+        "options": settings.as_json(),
+    }
+
+
+def _check_resumable(previous: dict, header: dict, out: Path) -> None:
+    mismatched = [
+        key for key, a, b in [
+            ("source", previous["source"]["path"], header["source"]["path"]),
+            ("options", previous.get("options"), header["options"]),
+            ("predictor", previous["predictor"], header["predictor"]),
+            ("image size", previous["image_size"], header["image_size"]),
+        ] if a != b
+    ]
+    if mismatched:
+        raise InputError(
+            f"{out} holds a run with different {', '.join(mismatched)}; "
+            "resume with the same input and options, or use --overwrite"
+        )

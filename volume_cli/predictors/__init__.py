@@ -1,0 +1,23 @@
+"""Predictors by name. See base.py for the interface."""
+
+from __future__ import annotations
+
+import enum
+
+from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch, Predictor
+
+
+class PredictorName(str, enum.Enum):
+    geometric = "geometric"
+
+
+def load_predictor(name: PredictorName, device: str) -> Predictor:
+    """Build the named predictor for ``device`` ("cpu" or "cuda"). Nothing is downloaded."""
+    if name is PredictorName.geometric:
+        from volume_cli.predictors.geometric import GeometricPredictor
+
+        return GeometricPredictor()  # NumPy + MediaPipe: CPU whatever the device
+    raise ValueError(f"unknown predictor {name!r}")
+
+
+__all__ = ["GAUSSIANS_PER_PIXEL", "CropBatch", "Predictor", "PredictorName", "load_predictor"]

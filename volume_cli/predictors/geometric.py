@@ -1,0 +1,210 @@
+"""The geometric baseline predictor: no learning, the bar every trained model must clear.
+
+Per crop pixel, one Gaussian on the pixel's ray at a depth taken from
+  * the MediaPipe face mesh inside the face (its 478 landmarks, rasterised densely over the mesh's
+    triangles with perspective-correct depth),
+  * an ellipsoid head proxy fitted to the landmarks over hair, ears and the rest of the head,
+    feathered into the mesh depth so there is no step at the face's edge,
+  * a plane through the head centre for the neck and shoulders,
+coloured straight from the pixel (so the input view is reproduced), with opacity from MediaPipe
+selfie segmentation (background removed, soft edges kept). The second Gaussian of each pixel is
+unused (zero opacity).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import cv2
+import numpy as np
+import torch
+
+from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
+from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
+
+# Standard deviation of a pixel's Gaussian, in crop pixels at its depth. About half the pixel
+# spacing: neighbours overlap enough to leave no gaps when rendered larger or from the side,
+# yet little enough that the input view stays sharp.
+PIXEL_SIGMA = 0.5
+# Opacity ceiling: renderers clamp alpha at 0.999; 0.99 keeps logits finite and well scaled.
+MAX_OPACITY = 0.99
+# Opacity for unused Gaussians: far below the 1/255 that any renderer draws; the pipeline prunes them.
+UNUSED_OPACITY_LOGIT = math.log(1e-6)
+# Ellipsoid head proxy in the head's own frame (x to the person's left eye, y down, z into the
+# head), metres, for an average adult head (breadth ~0.155, length ~0.195, chin to crown with
+# hair ~0.25), centred level with the eyes and this far behind them.
+HEAD_RADII_M = np.array([0.078, 0.125, 0.098])
+HEAD_CENTER_BEHIND_EYES_M = 0.078
+TYPICAL_FACE_WIDTH_M = 0.14  # cheek to cheek (MediaPipe points 234-454) of an average adult
+# Feathering of mesh depth into the proxy, in crop pixels (at S = 256).
+FEATHER_PX = 8.0
+# Person/background threshold on the segmentation confidence below which no splat is kept.
+MIN_PERSON = 0.1
+
+
+@functools.lru_cache(maxsize=1)
+def face_mesh_triangles() -> np.ndarray:
+    """Triangles [T, 3] of the MediaPipe face mesh, recovered from its published edge list as the
+    3-cycles of the edge graph (the package lists edges, not faces)."""
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
+
+    neighbours: dict[int, set[int]] = {}
+    for a, b in FACEMESH_TESSELATION:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    tris = set()
+    for a, nb in neighbours.items():
+        for b in nb:
+            if b <= a:
+                continue
+            for c in nb & neighbours[b]:
+                if c > b:
+                    tris.add((a, b, c))
+    return np.array(sorted(tris), dtype=np.int64)
+
+
+def rasterize_depth(pixels: np.ndarray, depth: np.ndarray, triangles: np.ndarray, size: int) -> np.ndarray:
+    """Nearest z-depth of a triangle mesh at every pixel centre.
+
+    pixels [V, 2] projected vertices (pixel centres at +0.5), depth [V] their z (> 0),
+    triangles [T, 3]. Returns [size, size] float64, +inf where no triangle covers the pixel.
+    Inverse depth is interpolated linearly in the image, which is exact for planar triangles.
+    """
+    a, b, c = (pixels[triangles[:, i]] for i in range(3))  # [T, 2] each
+    inv = 1.0 / depth[triangles]  # [T, 3]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    keep = np.abs(area) > 1e-9
+    a, b, c, inv, area = a[keep], b[keep], c[keep], inv[keep], area[keep]
+    lo = np.floor(np.minimum(np.minimum(a, b), c) - 0.5).astype(np.int64)  # first candidate pixel
+    hi = np.ceil(np.maximum(np.maximum(a, b), c) - 0.5).astype(np.int64)
+    extent = int((hi - lo).max(initial=0)) + 1
+    best = np.zeros(size * size)  # max inverse depth per pixel; 0 = nothing
+    block = 8
+    offs = np.arange(block)
+    for oy in range(0, extent, block):
+        for ox in range(0, extent, block):
+            px = lo[:, None, None, 0] + ox + offs[None, None, :]  # [T, 1, B]
+            py = lo[:, None, None, 1] + oy + offs[None, :, None]  # [T, B, 1]
+            x, y = px + 0.5, py + 0.5
+            # Barycentric weights of the pixel centre (signed areas over the triangle's area).
+            wb = ((x - a[:, 0, None, None]) * (c[:, 1, None, None] - a[:, 1, None, None])
+                  - (y - a[:, 1, None, None]) * (c[:, 0, None, None] - a[:, 0, None, None])) / area[:, None, None]
+            wc = ((b[:, 0, None, None] - a[:, 0, None, None]) * (y - a[:, 1, None, None])
+                  - (b[:, 1, None, None] - a[:, 1, None, None]) * (x - a[:, 0, None, None])) / area[:, None, None]
+            wa = 1.0 - wb - wc
+            inside = (wa >= -1e-9) & (wb >= -1e-9) & (wc >= -1e-9)
+            inside &= (px >= 0) & (px < size) & (py >= 0) & (py < size)
+            value = wa * inv[:, 0, None, None] + wb * inv[:, 1, None, None] + wc * inv[:, 2, None, None]
+            t_idx = np.nonzero(inside)
+            flat = (py + 0 * px)[t_idx] * size + (px + 0 * py)[t_idx]
+            np.maximum.at(best, flat, value[t_idx])
+    with np.errstate(divide="ignore"):
+        return np.where(best > 0, 1.0 / best, np.inf).reshape(size, size)
+
+
+def head_frame(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Head-aligned axes and centre from metric landmarks [478, 3] (any camera frame).
+
+    Returns (axes [3, 3] with rows x to the person's left eye, y down the face, z into the head;
+    centre [3]; scale relative to an average face width)."""
+    from volume_cli.face import CHEEK_LEFT, CHEEK_RIGHT, CHIN, FOREHEAD, LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
+
+    left = landmarks[list(LEFT_EYE_CORNERS)].mean(0)
+    right = landmarks[list(RIGHT_EYE_CORNERS)].mean(0)
+    x = left - right
+    x /= np.linalg.norm(x)
+    down = landmarks[CHIN] - landmarks[FOREHEAD]
+    y = down - x * (down @ x)
+    y /= np.linalg.norm(y)
+    z = np.cross(x, y)
+    centre = (left + right) / 2 + HEAD_CENTER_BEHIND_EYES_M * z
+    scale = np.linalg.norm(landmarks[CHEEK_LEFT] - landmarks[CHEEK_RIGHT]) / TYPICAL_FACE_WIDTH_M
+    return np.stack([x, y, z]), centre, float(np.clip(scale, 0.8, 1.25))
+
+
+def ellipsoid_depth(rays: np.ndarray, axes: np.ndarray, centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """z-depth where camera rays first hit an ellipsoid, +inf where they miss.
+
+    rays [..., 3] from the camera centre (any length), axes [3, 3] (rows = ellipsoid axes in camera
+    coordinates), centre [3], radii [3]. Solves |A (t d - c)|^2 = 1 with A = diag(1/r) axes.
+    """
+    A = axes / radii[:, None]
+    d = rays @ A.T  # [..., 3]
+    o = -(A @ centre)  # camera centre in the unit-sphere frame
+    qa = (d * d).sum(-1)
+    qb = 2 * (d @ o)
+    qc = o @ o - 1.0
+    disc = qb * qb - 4 * qa * qc
+    hit = disc >= 0
+    t = (-qb - np.sqrt(np.where(hit, disc, 0.0))) / (2 * qa)
+    hit &= t > 0
+    return np.where(hit, t * rays[..., 2], np.inf)
+
+
+class GeometricPredictor:
+    """See the module docstring. Runs on CPU whatever the pipeline's device (it is NumPy and
+    MediaPipe); returns tensors on the CPU."""
+
+    name = "geometric"
+    weights_sha256 = None
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        # model 0 ("general") takes a square 256 x 256 input, the shape of our crops.
+        self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+
+    def close(self) -> None:
+        self._segmenter.close()
+
+    def person_mask(self, crop: np.ndarray) -> np.ndarray:
+        """Person confidence [S, S] in [0, 1] for a crop [S, S, 3] uint8 RGB."""
+        return np.clip(self._segmenter.process(crop).segmentation_mask, 0.0, 1.0).astype(np.float64)
+
+    def predict(self, batch: CropBatch) -> Gaussians:
+        sets = [self._predict_one(batch, i) for i in range(len(batch))]
+        return Gaussians(**{k: torch.stack([getattr(s, k) for s in sets]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
+
+    def depth_map(self, landmarks: np.ndarray, K: np.ndarray, size: int) -> np.ndarray:
+        """Proxy z-depth [S, S] (metres, virtual-camera frame): mesh, feathered into the ellipsoid,
+        then the plane through the head centre."""
+        axes, centre, scale = head_frame(landmarks)
+        pix_v, pix_u = np.mgrid[0:size, 0:size] + 0.5
+        rays = np.stack([(pix_u - K[0, 2]) / K[0, 0], (pix_v - K[1, 2]) / K[1, 1], np.ones_like(pix_u)], -1)
+        proxy = ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale)
+        proxy = np.where(np.isfinite(proxy), proxy, centre[2])
+        lm_px = landmarks[:, :2] / landmarks[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2]
+        mesh = rasterize_depth(lm_px, landmarks[:, 2], face_mesh_triangles(), size)
+        covered = np.isfinite(mesh)
+        # Weight of the mesh rises from 0 at its edge to 1 FEATHER_PX inside it.
+        inside = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3)
+        w = np.clip(inside / (FEATHER_PX * size / 256.0), 0.0, 1.0)
+        return np.where(covered, w * np.where(covered, mesh, 0.0) + (1 - w) * proxy, proxy)
+
+    def _predict_one(self, batch: CropBatch, i: int) -> Gaussians:
+        s = batch.size
+        K = batch.K[i].double().cpu().numpy()
+        image = batch.images[i].permute(1, 2, 0).cpu().numpy()  # [S, S, 3] float
+        crop_u8 = np.ascontiguousarray((image * 255.0 + 0.5).astype(np.uint8))
+        depth = self.depth_map(batch.landmarks[i].double().cpu().numpy(), K, s)
+
+        person = self.person_mask(crop_u8) * batch.valid[i].cpu().numpy()
+        opacity = np.clip(person, MIN_PERSON, MAX_OPACITY)
+        logits = np.where(person >= MIN_PERSON, np.log(opacity) - np.log1p(-opacity), UNUSED_OPACITY_LOGIT)
+
+        pix_v, pix_u = np.mgrid[0:s, 0:s] + 0.5
+        means = np.stack([(pix_u - K[0, 2]) / K[0, 0] * depth, (pix_v - K[1, 2]) / K[1, 1] * depth, depth], -1)
+        sigma = PIXEL_SIGMA * depth / K[0, 0]  # metres spanned by PIXEL_SIGMA pixels at that depth
+
+        n = s * s
+        first = dict(
+            means=torch.from_numpy(means.reshape(n, 3)).float(),
+            quats=torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4),
+            log_scales=torch.from_numpy(np.log(sigma).reshape(n, 1)).float().expand(n, 3),
+            opacity_logits=torch.from_numpy(logits.reshape(n)).float(),
+            sh=rgb_to_sh_dc(torch.from_numpy(image.reshape(n, 1, 3)).float()),
+        )
+        unused = dict(first, opacity_logits=torch.full((n,), UNUSED_OPACITY_LOGIT))
+        layers = [first] + [unused] * (GAUSSIANS_PER_PIXEL - 1)
+        return Gaussians(**{k: torch.cat([layer[k] for layer in layers]).contiguous() for k in first})
