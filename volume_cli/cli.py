@@ -108,6 +108,7 @@ def convert(
     resume: Annotated[bool, typer.Option(help="Finish an interrupted run into the same folder (same input and options).")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show MediaPipe's own log lines on stderr.")] = False,
 ) -> None:
     """Convert a video (or images) into a folder of per-frame Gaussian splats.
 
@@ -115,8 +116,11 @@ def convert(
     """
     from volume_cli import pipeline
     from volume_cli.predictors import load_predictor
-    from volume_cli.progress import RichProgress, warn
+    from volume_cli.progress import RichProgress, silence_native_stderr, warn
     from volume_cli.video import InputError, open_source
+
+    if not verbose:
+        silence_native_stderr()
 
     if overwrite and resume:
         raise typer.BadParameter("use either --overwrite or --resume, not both")

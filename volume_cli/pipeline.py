@@ -30,14 +30,22 @@ import torch
 
 from volume_cli import __version__, camera
 from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, smooth_track
-from volume_cli.formats import SplatFormat, encode_splats
+from volume_cli.formats import (
+    COORDINATES,
+    MANIFEST_NAME,
+    SequenceManifest,
+    SplatFormat,
+    encode_splats,
+    frame_file_name,
+    frames_on_disk,
+    read_manifest,
+    write_manifest,
+)
 from volume_cli.formats.atomic import atomic_write_bytes, remove_stale_temp_files
-from volume_cli.formats import manifest as mf
 from volume_cli.framing import FramedCrop, frame_crop
 from volume_cli.predictors import CropBatch, Predictor
 from volume_cli.video import Frame, FrameSource, InputError
 
-MANIFEST_NAME = "sequence.json"
 _MANIFEST_EVERY_S = 1.0
 
 
@@ -203,6 +211,7 @@ class _Folder:
         self.missing = missing
         self._lock = threading.Lock()
         self._last_flush = 0.0
+        self.completed = False
 
     def add(self, record: dict) -> None:
         with self._lock:
@@ -215,12 +224,13 @@ class _Folder:
         with self._lock:
             frames = [self.frames[i] for i in sorted(self.frames)]
         document = dict(self.header, complete=complete, frames=frames, missing=self.missing)
-        atomic_write_bytes(self.path / MANIFEST_NAME, mf.dumps(document))
+        write_manifest(self.path, SequenceManifest.from_dict(document))
         self._last_flush = now
+        self.completed = complete
 
 
 def prepare_output(out: Path, *, overwrite: bool, resume: bool) -> dict | None:
-    """Check the output folder. Returns the existing manifest (as a dict) when resuming."""
+    """Check the output folder. Returns the existing manifest (as a JSON dict) when resuming."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
     existing = [p for p in out.iterdir()] if out.exists() else []
@@ -230,13 +240,19 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool) -> dict | None:
             if existing:
                 raise InputError(f"{out} has no {MANIFEST_NAME} to resume from")
             return None
-        return mf.loads(manifest_path.read_bytes())
+        try:
+            return read_manifest(manifest_path).to_dict()
+        except ValueError as e:
+            raise InputError(f"cannot resume: {e}") from e
     if existing and not overwrite:
         raise InputError(f"{out} is not empty; use --overwrite to replace its splats or --resume to finish an interrupted run")
     if overwrite:
-        for p in existing:
-            if p.is_file() and (mf.is_frame_file_name(p.name) or p.name == MANIFEST_NAME):
+        # Only what convert writes is removed; anything else the user keeps there stays.
+        for fmt in SplatFormat:
+            for p in frames_on_disk(out, fmt).values():
                 p.unlink()
+        if manifest_path.exists():
+            manifest_path.unlink()
         remove_stale_temp_files(out)
     return None
 
@@ -338,7 +354,7 @@ def convert(
         # that lists exactly the complete files.
         writer.shutdown(wait=True, cancel_futures=True)
         progress.stop()
-        if not (out / MANIFEST_NAME).exists() or not mf.loads((out / MANIFEST_NAME).read_bytes()).get("complete"):
+        if not folder.completed:
             folder.flush(complete=False)
 
     stage.update(timers)
@@ -358,9 +374,9 @@ def _raise_failed(pending: list[Future]) -> None:
 
 def _predict_and_submit(batch, predictor: Predictor, device: str, writer: ThreadPoolExecutor, write, timers) -> list[Future]:
     p0 = time.perf_counter()
-    crop_batch = _crop_batch([fc for _, fc in batch], device)
+    inputs = crop_batch([fc for _, fc in batch], device)
     with torch.inference_mode():
-        predicted = predictor.predict(crop_batch).to("cpu")
+        predicted = predictor.predict(inputs).to("cpu")
     futures = []
     for i, (t, fc) in enumerate(batch):
         gaussians = to_original_frame(predicted[i], fc.cam.R).prune()
@@ -369,7 +385,7 @@ def _predict_and_submit(batch, predictor: Predictor, device: str, writer: Thread
     return futures
 
 
-def _crop_batch(crops: list[FramedCrop], device: str) -> CropBatch:
+def crop_batch(crops: list[FramedCrop], device: str) -> CropBatch:
     def stacked(arrays) -> torch.Tensor:
         return torch.from_numpy(np.stack(arrays)).to(device)
 
@@ -387,7 +403,7 @@ def _frame_record(t: _Tracked, fc: FramedCrop, num_splats: int, settings: Conver
     box = t.face.box.tolist() if face_box == "own" and t.face is not None else None
     return {
         "index": t.index,
-        "file": mf.frame_file_name(t.index, settings.splat_format),
+        "file": frame_file_name(t.index, settings.splat_format),
         "time_s": t.time_s,
         "num_splats": int(num_splats),
         "status": status,
@@ -415,7 +431,7 @@ def _header(source: FrameSource, K: np.ndarray, predictor: Predictor, settings: 
         "image_size": [source.width, source.height],
         "intrinsics": {"K": K.tolist(), "focal_px": float(K[0, 0]), "fov_deg": None if settings.focal_px else (settings.fov_deg or camera.DEFAULT_FOV_DEG)},
         "crop_size": settings.size,
-        "coordinates": mf.COORDINATES,
+        "coordinates": COORDINATES,
         "predictor": {"name": predictor.name, "weights_sha256": predictor.weights_sha256},
         "splat_format": settings.splat_format.value,
         "options": settings.as_json(),

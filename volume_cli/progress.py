@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
@@ -61,3 +62,21 @@ def warn(message: str, quiet: bool) -> None:
     """A non-fatal problem, on stderr unless --quiet."""
     if not quiet:
         print(f"Warning: {message}", file=sys.stderr)
+
+
+def silence_native_stderr() -> None:
+    """Send what native libraries write to file descriptor 2 (MediaPipe's and TensorFlow Lite's
+    C++ log lines, from their own threads, at any time) to /dev/null, while Python's sys.stderr
+    (our progress, warnings and errors) keeps the real stderr. Only in a real process: under a
+    test runner that has replaced sys.stderr, nothing is changed."""
+    if sys.stderr is not sys.__stderr__ or sys.__stderr__ is None:
+        return
+    try:
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = sys.__stderr__ = os.fdopen(real, "w", buffering=1, encoding=sys.__stderr__.encoding, errors="backslashreplace")
