@@ -22,7 +22,6 @@ from volume_cli.predictors import PredictorName
 
 app = typer.Typer(
     name="volume",
-    help="Turn a recorded talking-head video into 3D Gaussian splats, one set per frame, and render them back.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -200,6 +199,11 @@ def info(
     if result["missing_frames"]:
         lines.append(f"  missing       frames {_ranges(result['missing_frames'])}")
     emit(result, False, lines)
+
+
+from volume_cli.synth.cli_command import synth  # noqa: E402  (registered below, beside the others)
+
+app.command("synth")(synth)
 
 
 def _ranges(indices: list[int]) -> str:

@@ -1,0 +1,101 @@
+"""Orchestration behind ``volume synth``: render N samples into shards, or a preview contact sheet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from volume_cli.synth.sample import composite, generate_sample, resize_for_sheet, sample_seed
+from volume_cli.synth.shards import key_table, shard_name, write_index, write_shard
+
+
+def write_dataset(
+    output: Path,
+    *,
+    count: int,
+    run_seed: int,
+    size: int = 256,
+    views: int = 4,
+    temporal: bool = True,
+    shard_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Render ``count`` samples into ``output`` (shards + index.json). Returns a summary dict.
+    ``progress(n)`` is called after each sample with the number done so far."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    output.mkdir(parents=True, exist_ok=True)
+    shards, keys, pending, done = [], None, [], 0
+    start = time.perf_counter()
+    for i in range(count):
+        seed = sample_seed(run_seed, i)
+        sample = generate_sample(seed, size=size, views=views, temporal=temporal)
+        if keys is None:
+            keys = key_table(sample)
+        pending.append(sample)
+        done += 1
+        if progress:
+            progress(done)
+        if len(pending) == shard_size or i == count - 1:
+            k = len(shards)
+            write_shard(output / shard_name(k), pending)
+            shards.append({"file": shard_name(k), "first": i + 1 - len(pending), "count": len(pending),
+                           "seeds": [int(s["seed"]) for s in pending]})
+            pending = []
+    elapsed = time.perf_counter() - start
+    index = {"count": count, "run_seed": run_seed, "size": size, "views": views, "temporal": temporal,
+             "shards": shards, "keys": keys}
+    write_index(output, index)
+    return {"output": str(output), "count": count, "shards": len(shards), "seconds": round(elapsed, 3),
+            "samples_per_second": round(count / elapsed, 3) if elapsed > 0 else None,
+            "size": size, "views": views, "run_seed": run_seed}
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    img = img.copy()
+    scale = max(0.3, img.shape[0] / 400)
+    cv2.putText(img, text, (4, int(14 * scale / 0.35 * 0.35) + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, (4, int(14 * scale / 0.35 * 0.35) + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def contact_sheet(samples: list[dict], height: int) -> np.ndarray:
+    """One row per sample: input frame (face box drawn), crop, next crop, then every target view
+    over grey. uint8 [rows * height, W, 3]."""
+    rows = []
+    for s in samples:
+        frame = s["input_image"].copy()
+        x0, y0, x1, y1 = (int(round(v)) for v in s["face_box"])
+        cv2.rectangle(frame, (x0, y0), (x1, y1), (0, 255, 0), max(1, frame.shape[0] // 200))
+        meta = s["meta"]
+        look, ident = meta["look"], meta["identity"]
+        text = f"{int(s['seed']) % 100000} age {ident['age']:.0f} {look['hair_style']}" + (" glasses" if look["glasses"] else "")
+        tiles = [_label(resize_for_sheet(frame, height), text),
+                 _label(resize_for_sheet(s["crop"], height), "crop")]
+        if "next_crop" in s:
+            tiles.append(_label(resize_for_sheet(s["next_crop"], height), "next"))
+        for v, (rgb, a) in enumerate(zip(s["target_rgb"], s["target_alpha"])):
+            info = meta["target_views"][v]
+            tiles.append(_label(resize_for_sheet(composite(rgb, a, (110, 110, 110)), height),
+                                "crop cam" if v == 0 else f"yaw {info['yaw']:.0f} pitch {info['pitch']:.0f}"))
+        rows.append(np.concatenate(tiles, axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    return np.concatenate(rows, axis=0)
+
+
+def write_preview(path: Path, *, run_seed: int, people: int = 6, size: int = 256, views: int = 4) -> dict:
+    """Render ``people`` samples and write their contact sheet PNG to ``path``."""
+    samples = [generate_sample(sample_seed(run_seed, i), size=size, views=views) for i in range(people)]
+    sheet = contact_sheet(samples, height=size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), sheet[..., ::-1]):
+        raise OSError(f"could not write {path}")
+    return {"preview": str(path), "people": people, "size": size, "views": views, "run_seed": run_seed,
+            "width": int(sheet.shape[1]), "height": int(sheet.shape[0])}
