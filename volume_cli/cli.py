@@ -167,6 +167,85 @@ def convert(
 
 
 @app.command()
+def render(
+    sequence: Annotated[Path, typer.Argument(help="Sequence folder, its sequence.json, or one splat file (.ply, .splat, .compressed.ply).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Video to write (.mp4, .mov, .mkv: H.264; .webm: VP9).", show_default=False)] = None,
+    png: Annotated[Optional[Path], typer.Option(help="Write frame_000000.png ... into this folder instead of a video.", show_default=False)] = None,
+    orbit: Annotated[Optional[float], typer.Option(help="Orbit: the camera swings +-DEG of yaw around the head, in step with the frames. [default: 30]", min=0, max=90)] = None,
+    parallax: Annotated[Optional[float], typer.Option(help="Parallax: the camera slides +-CM sideways, as for a head-tracked display.", min=0, max=50)] = None,
+    views: Annotated[Optional[str], typer.Option(help="Fixed views side by side at these yaws in degrees, e.g. -40,0,40.")] = None,
+    period: Annotated[float, typer.Option(help="Seconds for one full orbit or parallax swing.", min=0.1)] = 4.0,
+    side_by_side: Annotated[bool, typer.Option(help="Put the source frame to the left of the render.")] = False,
+    size: Annotated[int, typer.Option(help="Height and width of each rendered panel, pixels (even).", min=16, max=4096)] = 512,
+    fps: Annotated[Optional[float], typer.Option(help="Output frame rate. [default: the sequence's]", min=0.1)] = None,
+    frames: Annotated[Optional[int], typer.Option(help="For a single splat file: how many frames to render. [default: one period]", min=1)] = None,
+    background: Annotated[str, typer.Option(help="black, white, gray, green, #RRGGBB or R,G,B.")] = "black",
+    device: DeviceOpt = Device.auto,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file or non-empty --png folder.")] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Render a splat sequence (or one splat file) into a video from a moving camera.
+
+    Example: volume render splats/ --orbit 40 -o orbit.mp4
+    """
+    from volume_cli import playback
+    from volume_cli.formats import load_sequence
+    from volume_cli.progress import RichProgress
+    from volume_cli.video import InputError, PngWriter, VideoWriter
+
+    if (output is None) == (png is None):
+        raise typer.BadParameter("give exactly one of --output/-o (a video) or --png (a folder)")
+    if sum(x is not None for x in (orbit, parallax, views)) > 1:
+        raise typer.BadParameter("choose one camera path: --orbit, --parallax or --views")
+    if size % 2:
+        raise typer.BadParameter(f"--size must be even (video encoders need even sizes), got {size}")
+    try:
+        bg = playback.parse_background(background)
+        yaws = tuple(float(v) for v in views.split(",")) if views is not None else ()
+    except ValueError as e:
+        raise typer.BadParameter(str(e) if views is None or "background" in str(e) else f"--views must be comma-separated degrees, got {views!r}")
+    if views is not None:
+        kind = playback.PathKind.views
+    elif parallax is not None:
+        kind = playback.PathKind.parallax
+    else:
+        kind = playback.PathKind.orbit
+    settings = playback.RenderSettings(
+        path=kind, orbit_deg=30.0 if orbit is None else orbit, parallax_m=(parallax or 0.0) / 100.0,
+        views_deg=yaws or (-40.0, 0.0, 40.0), period_s=period, size=size, fps=fps, background=bg,
+        side_by_side=side_by_side, loop_frames=frames,
+    )
+    target = output if output is not None else png
+    if output is not None and output.exists() and not overwrite:
+        raise fail(f"{output} exists; use --overwrite to replace it")
+    if png is not None and png.exists() and any(png.iterdir()) and not overwrite:
+        raise fail(f"{png} is not empty; use --overwrite to write into it")
+    run_device = resolve_device(device)
+    progress = RichProgress(enabled=not (quiet or as_json))
+    try:
+        seq = load_sequence(sequence)
+        if not seq.frames:
+            raise InputError(f"{sequence}: the sequence has no frames")
+        width, height = playback.output_size(seq, settings)
+        _, _, out_fps = playback.frame_times(seq, settings)
+        writer = VideoWriter(output, out_fps, width, height) if output is not None else PngWriter(png)
+        with writer:
+            report = playback.render_sequence(seq, writer, settings, device=run_device, progress=progress)
+    except (InputError, ValueError) as e:
+        raise fail(str(e))
+    except KeyboardInterrupt:
+        progress.stop()
+        raise fail("interrupted; no video was written" if output is not None else f"interrupted; {png} holds the frames rendered so far", EXIT_INTERRUPTED)
+    result = {
+        "output": str(target), "frames": report.frames, "width": report.width, "height": report.height,
+        "fps": round(report.fps, 3), "seconds": round(report.seconds, 3),
+        "render_ms_per_frame": round(1000 * report.render_seconds / max(report.frames, 1), 1),
+    }
+    emit(result, as_json, [f"Wrote {report.frames} frames ({report.width}x{report.height}, {report.fps:.2f} fps) to {target} in {report.seconds:.1f} s"])
+
+
+@app.command()
 def info(
     sequence: Annotated[Path, typer.Argument(help="Sequence folder, its sequence.json, or one splat file.", show_default=False)],
     as_json: JsonOpt = False,

@@ -17,7 +17,6 @@ Ctrl-C leaves a consistent folder that ``--resume`` finishes.
 from __future__ import annotations
 
 import enum
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +41,7 @@ from volume_cli.formats import (
     write_manifest,
 )
 from volume_cli.formats.atomic import atomic_write_bytes, remove_stale_temp_files
+from volume_cli.concurrency import prefetch
 from volume_cli.framing import FramedCrop, frame_crop
 from volume_cli.predictors import CropBatch, Predictor
 from volume_cli.video import Frame, FrameSource, InputError
@@ -111,41 +111,6 @@ class _Tracked:
     held_from: int | None = None  # for a held frame: the source index whose splats it repeats
 
 
-def _prefetch(items: Iterable, depth: int = 8) -> Iterator:
-    """Iterate ``items`` on a background thread, ``depth`` items ahead (decoding overlaps work)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
-
-    thread = threading.Thread(target=run, daemon=True, name="decode")
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.ndarray:
     return camera.image_intrinsics(source.width, source.height, fov_deg=settings.fov_deg, focal_px=settings.focal_px)
 
@@ -155,7 +120,7 @@ def track(source: FrameSource, K: np.ndarray, settings: ConvertSettings, progres
     tracked: list[_Tracked] = []
     progress.start("Finding faces", _expected_frames(source, settings))
     with FaceFinder(video=source.kind == "video") as finder:
-        for frame in _prefetch(source):
+        for frame in prefetch(source):
             tracked.append(_Tracked(frame.index, frame.time_s, finder.find(frame.image)))
             progress.advance()
     progress.stop()
@@ -335,7 +300,7 @@ def convert(
     try:
         batch: list[tuple[_Tracked, FramedCrop]] = []
         c0 = time.perf_counter()
-        for item in _prefetch(crops()):
+        for item in prefetch(crops()):
             batch.append(item)
             if len(batch) == batch_size:
                 timers["decode+crop"] += time.perf_counter() - c0

@@ -5,7 +5,7 @@ Per crop pixel, one Gaussian on the pixel's ray at a depth taken from
     triangles with perspective-correct depth),
   * an ellipsoid head proxy fitted to the landmarks over hair, ears and the rest of the head,
     feathered into the mesh depth so there is no step at the face's edge,
-  * a plane through the head centre for the neck and shoulders,
+  * a plane at the depth of the proxy's silhouette for the neck and shoulders,
 with opacity from MediaPipe selfie segmentation (background removed, soft edges kept).
 
 The second Gaussian of each pixel is a wider "backing" splat just behind the first: from the input
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
+from volume_cli.gaussians import Gaussians, matrix_to_quat, rgb_to_sh_dc
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
 
 # Standard deviation of a pixel's front Gaussian, in crop pixels at its depth: thin, so that with
@@ -40,6 +40,12 @@ PIXEL_SIGMA = 0.35
 # that at 40 degrees of yaw it shifts only ~2 crop pixels behind the gaps it fills.
 BACKING_SIGMA = 0.7
 BACKING_BEHIND_M = 0.008
+# A pixel's disc may stretch to at most this many pixel widths along a steep surface (a surface
+# at ~84 degrees to the view); beyond that it is a silhouette, not a surface to fill.
+MAX_STRETCH = 10.0
+# Thickness of a disc along its normal, as a fraction of the pixel width: thin, so seen edge-on
+# it does not smear.
+THIN_FRACTION = 0.1
 # Colour refinement steps (each is one CPU render of the crop; ~0.07 s at 256 x 256 on 2 cores).
 # Two steps lift the input-view PSNR inside the head by 8-12 dB on the real test photos.
 COLOUR_STEPS = 2
@@ -158,6 +164,37 @@ def ellipsoid_depth(rays: np.ndarray, axes: np.ndarray, centre: np.ndarray, radi
     return np.where(hit, t * rays[..., 2], np.inf)
 
 
+def surface_aligned(points: np.ndarray, focal: float, sigma_px: float) -> tuple[Tensor, Tensor]:
+    """Orientation and size of each pixel's Gaussian as a disc lying on the surface.
+
+    points [S, S, 3]: the surface point of every crop pixel; focal: the crop's focal length, pixels. The surface's tangents per pixel step,
+    a = dP/du and b = dP/dv (central differences), span the patch a pixel sees; the covariance
+    sigma^2 (a a^T + b b^T) + (thin)^2 n n^T projects back to sigma^2 I pixels^2 in the input view,
+    and from the side it stretches along a steep surface instead of leaving gaps between
+    neighbours. Stretching is capped at MAX_STRETCH pixel widths (the surface near a silhouette is
+    almost parallel to the rays). Returns quats [S*S, 4] (w first) and log-scales [S*S, 3].
+    """
+    p = torch.from_numpy(points)
+    pad = torch.nn.functional.pad(p.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
+    a = (pad[1:-1, 2:] - pad[1:-1, :-2]) / 2  # [S, S, 3] per pixel step to the right
+    b = (pad[2:, 1:-1] - pad[:-2, 1:-1]) / 2  # per pixel step down
+    pixel = p[..., 2:3] / focal  # metres per pixel at that depth (fronto-parallel)
+
+    def capped(t: Tensor) -> Tensor:
+        length = t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return t * (length.clamp(max=MAX_STRETCH * pixel) / length)
+
+    a, b = capped(a).reshape(-1, 3), capped(b).reshape(-1, 3)
+    normal = torch.linalg.cross(a, b)
+    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    thin = THIN_FRACTION * pixel.reshape(-1, 1, 1)
+    cov = sigma_px**2 * (a[:, :, None] * a[:, None, :] + b[:, :, None] * b[:, None, :]) + thin**2 * normal[:, :, None] * normal[:, None, :]
+    eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending; columns are the axes
+    R = eigenvectors * torch.sign(torch.linalg.det(eigenvectors))[:, None, None]  # a proper rotation
+    log_scales = 0.5 * eigenvalues.clamp_min(1e-20).log()
+    return matrix_to_quat(R).float(), log_scales.float()
+
+
 class GeometricPredictor:
     """See the module docstring. Runs on CPU whatever the pipeline's device (it is NumPy and
     MediaPipe); returns tensors on the CPU."""
@@ -190,7 +227,13 @@ class GeometricPredictor:
         pix_v, pix_u = np.mgrid[0:size, 0:size] + 0.5
         rays = np.stack([(pix_u - K[0, 2]) / K[0, 0], (pix_v - K[1, 2]) / K[1, 1], np.ones_like(pix_u)], -1)
         proxy = ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale)
-        proxy = np.where(np.isfinite(proxy), proxy, centre[2])
+        hit = np.isfinite(proxy)
+        # Outside the head: a plane at the depth of the ellipsoid's silhouette, which in perspective
+        # lies in front of its centre (by r^2 / d, ~2.5 cm at 0.4 m); a plane through the centre
+        # would leave a step there that opens into a gap seen from the side.
+        rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
+        proxy = np.where(hit, proxy, outside)
         lm_px = landmarks[:, :2] / landmarks[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2]
         mesh = rasterize_depth(lm_px, landmarks[:, 2], face_mesh_triangles(), size)
         covered = np.isfinite(mesh)
@@ -216,11 +259,12 @@ class GeometricPredictor:
         keep = torch.from_numpy(person.reshape(n) >= MIN_PERSON)
 
         def layer(z: np.ndarray, sigma_px: float) -> dict:
+            points = rays * z[..., None]
+            quats, log_scales = surface_aligned(points, K[0, 0], sigma_px)
             return dict(
-                means=torch.from_numpy((rays * z[..., None]).reshape(n, 3)).float(),
-                quats=torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4),
-                # metres spanned by sigma_px pixels at that depth
-                log_scales=torch.from_numpy(np.log(sigma_px * z / K[0, 0]).reshape(n, 1)).float().expand(n, 3),
+                means=torch.from_numpy(points.reshape(n, 3)).float(),
+                quats=quats,
+                log_scales=log_scales,
                 opacity_logits=torch.from_numpy(logits.reshape(n)).float(),
             )
 

@@ -20,6 +20,11 @@ from volume_cli.camera import (
 DISTANCE_RANGE_M = (0.35, 1.2)
 FOV_RANGE_DEG = (50.0, 80.0)  # across the longer image side
 HEAD_ANGLE_DEG = 30.0  # yaw, pitch, roll limits
+# The face box (brows to chin, cheek to cheek) of a typical drawn person (measured over 150 seeds), metres, and how much of it stays in frame.
+FACE_WIDTH_M, FACE_HEIGHT_M = 0.16, 0.20
+FACE_CENTER_HEAD_M = np.array([0.0, 0.04, -0.08])  # the face box's centre in the head frame (below, in front)
+FACE_INSIDE = 0.85  # fraction of the box's width and of its height inside the frame, at least
+FACE_MAX_HEIGHT = 0.8  # the face box is at most this fraction of the frame height
 TARGET_YAW_DEG = 60.0
 TARGET_PITCH_DEG = 25.0
 
@@ -50,16 +55,26 @@ def sample_input_camera(rng: np.random.Generator, size: int) -> tuple[np.ndarray
 
 
 def sample_head_pose(rng: np.random.Generator, K: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(R_head [3, 3], t_head [3], pose dict): the head centre anywhere in the frame, borders
-    included (part of the head may leave it), at 0.35-1.2 m, turned up to 30 deg each way."""
+    """(R_head [3, 3], t_head [3], pose dict): the head at 0.35-1.2 m (log-uniform; nearer only as
+    near as lets the face fit the frame), turned up to 30 deg each way, placed so that the face box
+    stays mostly inside the frame (at least FACE_INSIDE of its width and height on each axis), as in
+    webcam footage where a detector found the face. Hair, ears and neck may leave the frame."""
     lo, hi = DISTANCE_RANGE_M
-    distance = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    pixel = np.array([rng.uniform(0.05, 0.95) * width, rng.uniform(0.08, 0.92) * height])
-    t = pixel_rays(K, pixel) * distance
+    focal = float(K[0, 0])
+    # nearest distance at which the face's height still fits in FACE_MAX_HEIGHT of the frame
+    nearest = focal * FACE_HEIGHT_M / (FACE_MAX_HEIGHT * height)
+    distance = float(math.exp(rng.uniform(math.log(max(lo, nearest)), math.log(max(hi, nearest * 1.2)))))
+    half = np.array([FACE_WIDTH_M, FACE_HEIGHT_M]) / 2 * focal / distance  # face box half-size, pixels
+    margin = half * (2 * FACE_INSIDE - 1)  # the box centre this far from a border keeps FACE_INSIDE inside
+    u = rng.uniform(margin[0], max(margin[0], width - margin[0]))
+    v = rng.uniform(margin[1], max(margin[1], height - margin[1]))
     a = HEAD_ANGLE_DEG
     ypr = np.clip(rng.normal(0.0, a / 2, size=3), -a, a)
     ypr[2] *= 0.6  # roll is rarer than yaw and pitch
-    return rotation_ypr(*ypr), t, {"yaw": float(ypr[0]), "pitch": float(ypr[1]), "roll": float(ypr[2]), "distance": distance}
+    R = rotation_ypr(*ypr)
+    # place the FACE centre (not the skull's) on the pixel's ray, turned with the head
+    t = pixel_rays(K, np.array([u, v])) * distance - R @ FACE_CENTER_HEAD_M
+    return R, t, {"yaw": float(ypr[0]), "pitch": float(ypr[1]), "roll": float(ypr[2]), "distance": distance}
 
 
 def face_box(K: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+
+class CropSource(str, Enum):
+    truth = "truth"
+    mediapipe = "mediapipe"
 
 
 def synth(
@@ -19,6 +25,7 @@ def synth(
     size: Annotated[int, typer.Option("--size", min=16, max=2048, help="Crop and target view side in pixels.")] = 256,
     views: Annotated[int, typer.Option("--views", min=1, max=64, help="Target views per sample (view 0 is the crop camera).")] = 4,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Samples per shard file.")] = 32,
+    crop_from: Annotated[CropSource, typer.Option("--crop-from", help="Aim the crop from the ground-truth face box, or from MediaPipe on the render as volume convert does (box as fallback).")] = CropSource.truth,
     temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Render each sample's temporal partner frame.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object with the results.")] = False,
@@ -43,7 +50,8 @@ def synth(
             path = output / "preview.png" if output.suffix.lower() != ".png" else output
             if not quiet and not json_output:
                 err.print(f"rendering a preview of {people} people ...")
-            result = write_preview(path, run_seed=seed, people=people, size=size, views=views)
+            result = write_preview(path, run_seed=seed, people=people, size=size, views=views,
+                                   crop_source=crop_from.value)
         else:
             if output.exists() and not output.is_dir():
                 raise NotADirectoryError(f"{output} exists and is not a folder")
@@ -52,7 +60,7 @@ def synth(
                           console=err, disable=not show) as bar:
                 task = bar.add_task("synth", total=count)
                 result = write_dataset(output, count=count, run_seed=seed, size=size, views=views, temporal=temporal,
-                                       shard_size=shard_size, progress=lambda n: bar.update(task, completed=n))
+                                       shard_size=shard_size, crop_source=crop_from.value, progress=lambda n: bar.update(task, completed=n))
     except (SynthAssetsError, EGLUnavailableError, OSError, ValueError) as exc:
         err.print(f"Error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from exc

@@ -60,8 +60,9 @@ class SynthDataset(IterableDataset):
     """
 
     def __init__(self, run_seed: int = 0, *, size: int = 256, views: int = 4, temporal: bool = True,
-                 length: int | None = None, with_frames: bool = False) -> None:
+                 length: int | None = None, with_frames: bool = False, crop_source: str = "truth") -> None:
         super().__init__()
+        self.crop_source = crop_source
         self.run_seed, self.size, self.views, self.temporal = run_seed, size, views, temporal
         self.length, self.with_frames = length, with_frames
 
@@ -69,7 +70,8 @@ class SynthDataset(IterableDataset):
         worker, workers = _worker_slice()
         i = worker
         while self.length is None or i < self.length:
-            sample = generate_sample(sample_seed(self.run_seed, i), size=self.size, views=self.views, temporal=self.temporal)
+            sample = generate_sample(sample_seed(self.run_seed, i), size=self.size, views=self.views, temporal=self.temporal,
+                                     crop_source=self.crop_source)
             yield to_tensors(sample, self.with_frames)
             i += workers
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+FLYAWAY_FRACTION = 0.04  # of the outer layer's cards
+
 
 def _ellipsoid(points: np.ndarray, center: np.ndarray) -> np.ndarray:
     """Semi-axes [3] of an axis-aligned ellipsoid around ``center`` enclosing most of ``points``."""
@@ -37,17 +39,18 @@ def hair_cards(
     length: float,
     curl: float,
     count: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cards for a hairstyle.
+) -> tuple[np.ndarray, ...]:
+    """Cards for a hairstyle, in three layers (inner cards darker: light reaches them less).
 
     vertices [V, 3] and triangles [T, 3] of the morphed body (rest frame); scalp [V] weights;
-    gravity [3] unit vector in the rest frame. Returns positions [M, 3], normals [M, 3], uv [M, 2]
-    (u across the card, v from root 0 to tip 1), card seed [M], triangles [K, 3].
+    gravity [3] unit vector in the rest frame. Returns positions [M, 3], normals [M, 3], tangents
+    [M, 3] (unit, root to tip), uv [M, 2] (u across the card, v from root 0 to tip 1), card seed [M],
+    shade [M] (albedo factor), triangles [K, 3].
     """
     tri_scalp = scalp[triangles].mean(axis=1) > 0.5
     tris = triangles[tri_scalp]
     if len(tris) == 0 or count == 0 or length <= 0:
-        return (np.zeros((0, 3)),) * 2 + (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 3), np.int32))
+        return (np.zeros((0, 3)),) * 3 + (np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int32))
     p = vertices[tris]
     cross = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
     area = 0.5 * np.linalg.norm(cross, axis=1)
@@ -69,7 +72,9 @@ def hair_cards(
     _, n0 = _push_out(roots, head_center, axes)
     part_x = head_center[0] + rng.uniform(-0.03, 0.03)
     away = np.stack([np.sign(roots[:, 0] - part_x) * 0.6, np.full(count, 0.2), -np.ones(count)], axis=1)
-    d = n0 * 0.3 + away + rng.normal(0, 0.25, (count, 3))
+    # a few flyaways, only on the outer layer: more random directions
+    fly = (layer == layers - 1) & (rng.random(count) < FLYAWAY_FRACTION)
+    d = n0 * 0.3 + away + rng.normal(0, 1, (count, 3)) * np.where(fly, 0.45, 0.12)[:, None]
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     stiffness = 0.75 if length < 0.1 else 0.55
 
@@ -105,7 +110,7 @@ def hair_cards(
     tangent = np.gradient(pts, axis=1)
     side = np.cross(tangent, normals)
     side /= np.maximum(np.linalg.norm(side, axis=2, keepdims=True), 1e-9)
-    width = (rng.uniform(0.008, 0.016, size=count) * (1.0 if length > 0.1 else 0.8))[:, None, None]
+    width = (rng.uniform(0.010, 0.020, size=count) * (1.0 if length > 0.1 else 0.8) * np.where(fly, 0.5, 1.0))[:, None, None]
     taper = (1.0 - 0.5 * np.linspace(0, 1, segments + 1))[None, :, None]
     left = pts - side * width * taper / 2
     right = pts + side * width * taper / 2
@@ -115,9 +120,11 @@ def hair_cards(
     uv = np.stack(np.broadcast_arrays(np.array([0.0, 1.0])[None, None, :], v[None, :, None]), axis=-1)
     uv = np.broadcast_to(uv, (count, segments + 1, 2, 2)).reshape(-1, 2)
     seeds = np.repeat(seed, (segments + 1) * 2)
+    tangents = np.repeat(tangent / np.maximum(np.linalg.norm(tangent, axis=2, keepdims=True), 1e-9), 2, axis=1).reshape(-1, 3)
+    shade = np.repeat(0.7 + 0.3 * layer / (layers - 1), (segments + 1) * 2)
     base = (np.arange(count) * (segments + 1) * 2)[:, None] + np.arange(segments)[None, :] * 2
     quads = np.stack([base, base + 1, base + 3, base, base + 3, base + 2], axis=-1).reshape(-1, 3)
-    return positions, nrm, uv, seeds, quads.astype(np.int32)
+    return positions, nrm, tangents, uv, seeds, shade, quads.astype(np.int32)
 
 
 def tube(path: np.ndarray, radius: float, *, closed: bool, sides: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

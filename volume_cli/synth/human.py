@@ -35,6 +35,7 @@ MODIFIER_SPREAD = {
 }
 ASYMMETRY = 0.25
 SINGLETON_PROBABILITY = 0.15  # modifiers without an opposite (head-oval, chin-triangle ...)
+BLINK_FRACTION = 0.06  # frames with the lids closed or closing
 
 
 def age_to_slider(age_years: float) -> float:
@@ -181,9 +182,13 @@ def sample_expression(rng: np.random.Generator) -> dict[str, float]:
         e["mouthFrownLeft"] = e["mouthFrownRight"] = u(0.1, 0.6)
     e["mouthLowerDownLeft"] = e["mouthLowerDownRight"] = u(0.0, 0.4) * e["jawOpen"] / 0.4
     e["mouthUpperUpLeft"] = e["mouthUpperUpRight"] = u(0.0, 0.3)
-    blink = u(0.85, 1.0) if rng.random() < 0.12 else u(0.0, 0.3)
-    e["eyeBlinkLeft"] = blink + u(-0.05, 0.05)
-    e["eyeBlinkRight"] = blink + u(-0.05, 0.05)
+    # Eyes open: the hm08 lids rest narrower than a real resting aperture (about 7.5 of 10 mm), so
+    # an open eye is a slightly NEGATIVE blink (the target extrapolated; lids look right down to
+    # about -0.4). People blink some 15-20 times a minute for 0.1-0.3 s: about 6 % of video frames
+    # show a closed or closing lid.
+    blink = u(0.5, 1.0) if rng.random() < BLINK_FRACTION else u(-0.3, 0.05)
+    e["eyeBlinkLeft"] = blink + u(-0.04, 0.04)
+    e["eyeBlinkRight"] = blink + u(-0.04, 0.04)
     if rng.random() < 0.15:
         e["eyeWideLeft"] = e["eyeWideRight"] = u(0.1, 0.6)
     if rng.random() < 0.4:
@@ -192,15 +197,16 @@ def sample_expression(rng: np.random.Generator) -> dict[str, float]:
         e["browDownLeft"] = e["browDownRight"] = u(0.1, 0.6)
     if rng.random() < 0.3:
         e["browOuterUpLeft"] = e["browOuterUpRight"] = u(0.1, 0.6)
-    return {k: float(np.clip(v, 0.0, 1.0)) for k, v in e.items()}
+    return {k: float(np.clip(v, -0.45 if k.startswith("eyeBlink") else 0.0, 1.0)) for k, v in e.items()}
 
 
 def next_expression(rng: np.random.Generator, expression: dict[str, float]) -> dict[str, float]:
     """The same face a moment later (about 1/30 s): small changes, sometimes a blink starting or ending."""
-    out = {k: float(np.clip(v + rng.normal(0.0, 0.05), 0.0, 1.0)) for k, v in expression.items()}
+    out = {k: float(np.clip(v + rng.normal(0.0, 0.05), -0.45 if k.startswith("eyeBlink") else 0.0, 1.0))
+           for k, v in expression.items()}
     out["jawOpen"] = float(np.clip(expression.get("jawOpen", 0.0) + rng.normal(0.0, 0.08), 0.0, 1.0))
-    if rng.random() < 0.1:
-        b = float(rng.uniform(0.0, 1.0))
+    if rng.random() < 0.1:  # a blink starting or ending
+        b = float(rng.uniform(-0.3, 1.0))
         out["eyeBlinkLeft"] = out["eyeBlinkRight"] = b
     return out
 
@@ -253,10 +259,11 @@ def rest_to_head(points: np.ndarray, center_rest: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Regions:
     """Per-vertex weights in [0, 1] of face regions, computed once on the REST mesh (so they follow
-    the skin through every morph): lips, brows, beard, moustache, blush, scalp (hair), cloth, face."""
+    the skin through every morph): lips, brows, beard, moustache, blush, nose, ears, socket, tzone,
+    scalp (hair), cloth, face."""
 
     weights: dict[str, np.ndarray]  # name -> [V]
-    landmarks: dict[str, int]  # name -> bust vertex index (nose_tip, chin, mouth_l, mouth_r, ear_l, ear_r, brow_mid)
+    landmarks: dict[str, int]  # name -> bust vertex index (nose_tip, chin, mouth_l/r, ear_l/r, brow_mid, eye_l/r_inner/outer)
     face_vertices: np.ndarray  # [F] indices: the region a face detector boxes (brows to chin, cheek to cheek)
 
 
@@ -295,6 +302,12 @@ def _compute_regions(assets: BustAssets) -> Regions:
     w["beard"] = body * front * _smooth_box(y, -0.125, -0.045, 0.02) * _smooth_box(ax, -1, 0.075, 0.02) * (1 - w["lips"])
     w["moustache"] = body * front * _smooth_box(y, -0.075, -0.058, 0.006) * _smooth_box(ax, -1, 0.024, 0.008) * (1 - w["lips"])
     w["blush"] = body * front * np.exp(-(((ax - 0.045) / 0.018) ** 2 + ((y + 0.03) / 0.018) ** 2))
+    # redder skin over the nose and ears (thin skin, blood near the surface); darker eye sockets;
+    # an oily T-zone (forehead centre and nose) that shines more
+    w["nose"] = body * front * np.exp(-((x / 0.012) ** 2 + ((y + 0.04) / 0.015) ** 2))
+    w["ears"] = np.clip(assets.masks["ears"] * 1.2, 0, 1) * body
+    w["socket"] = body * front * np.exp(-(((ax - 0.033) / 0.016) ** 2 + ((y + 0.014) / 0.008) ** 2))  # under the eyes
+    w["tzone"] = body * front * np.exp(-((x / 0.022) ** 2)) * _smooth_box(y, -0.06, 0.08, 0.02)
     # scalp: above a hairline that is high at the front and low at the nape, not over the ears
     hairline = np.where(z > 0.0, 0.045 + 0.02 * (z / 0.1).clip(0, 1), 0.045 - 0.11 * (-z / 0.09).clip(0, 1))
     ear = _smooth_box(ax, 0.06, 1, 0.01) * _smooth_box(y, -0.06, 0.03, 0.01) * (z < 0.03)
@@ -314,4 +327,11 @@ def _compute_regions(assets: BustAssets) -> Regions:
     land["mouth_r"] = int(lip[np.argmin(r[lip, 0])])
     land["ear_l"] = int(idx[np.argmax(np.where(np.abs(r[idx, 1] - eye_y) < 0.02, r[idx, 0], -9))])
     land["ear_r"] = int(idx[np.argmin(np.where(np.abs(r[idx, 1] - eye_y) < 0.02, r[idx, 0], 9))])
+    # eye corners: the ends of the lid margin, the ring of skin vertices tucked inside the eyeball
+    # (nearer its centre than its radius); inner = towards the nose (MediaPipe 133 / 362)
+    for name, eye in (("l", left), ("r", right)):
+        ring = idx[np.linalg.norm(r[idx] - eye.center, axis=1) < eye.radius]
+        nasal = np.abs(r[ring, 0])
+        land[f"eye_{name}_inner"] = int(ring[np.argmin(nasal)])
+        land[f"eye_{name}_outer"] = int(ring[np.argmax(nasal)])
     return Regions(weights={k: v.astype(np.float32) for k, v in w.items()}, landmarks=land, face_vertices=np.nonzero(face)[0])

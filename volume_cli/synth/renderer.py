@@ -24,7 +24,8 @@ import numpy as np
 # Vertex layout: position 3, normal 3, colour rgba 4, uv 2, aux 3, material 4 = 19 float32.
 # material = (kind, specular, shininess, ambient occlusion). aux: skin/cloth -> rest position (the
 # procedural texture sticks to the person across views and expressions); eye -> direction from the
-# eyeball centre in gaze coordinates (+z = gaze); hair -> (card seed, 0, 0).
+# eyeball centre in gaze coordinates (+z = gaze); hair -> the strand's tangent (world frame, root to
+# tip), and its material.w holds the card's random seed instead of an occlusion.
 VERTEX_FLOATS = 19
 KIND_SKIN, KIND_EYE, KIND_HAIR, KIND_LENS, KIND_PLAIN, KIND_CLOTH = 0, 1, 2, 3, 4, 5
 MAX_LIGHTS = 4
@@ -66,31 +67,44 @@ float vnoise(vec3 p) {
     return mix(a, b, f.z);
 }
 
+float luma(vec3 c) { return dot(c, vec3(0.2126, 0.7152, 0.0722)); }
+
 void main() {
     int kind = v_kind;  // flat: a triangle straddling two materials takes one, never a third
     vec3 albedo = v_col.rgb;
     float alpha = v_col.a;
-    if (kind == 2) {  // hair card: strands across u, tapering toward the tip (v = 1)
-        float n = 7.0;
+    if (kind == 2) {  // hair card: strands across u; a filled clump near the root, alpha-tapered tips
+        float seed = v_mat.w;
+        float n = 11.0;
         float k = floor(v_uv.x * n);
-        float r = hash11(k + 13.0 * v_aux.x);
+        float r = hash11(k + 13.0 * seed);
         float s = fract(v_uv.x * n);
-        float width = 0.25 + 0.45 * r;
-        float strand = 1.0 - smoothstep(width * 0.5, width * 0.5 + 0.2, abs(s - 0.5));
-        float tip = 1.0 - smoothstep(0.55 + 0.4 * r, 1.0, v_uv.y);
-        float edge = smoothstep(0.0, 0.15, v_uv.x) * smoothstep(0.0, 0.15, 1.0 - v_uv.x);
-        alpha *= strand * tip * mix(0.6, 1.0, edge);
-        albedo *= 0.75 + 0.5 * r;
+        float width = 0.35 + 0.4 * r;
+        float strand = 1.0 - smoothstep(width * 0.5 - 0.1, width * 0.5 + 0.15, abs(s - 0.5));
+        float stop = 0.65 + 0.35 * r;  // strands end between 65 % and 100 % of the card
+        float tip = 1.0 - smoothstep(stop - 0.3, stop, v_uv.y);
+        float fill = 1.0 - smoothstep(0.1, 0.7, v_uv.y);
+        float edge = smoothstep(0.0, 0.3, v_uv.x) * smoothstep(0.0, 0.3, 1.0 - v_uv.x);
+        alpha *= mix(strand, 1.0, 0.65 * fill) * tip * edge;
+        albedo *= (0.85 + 0.3 * r) * mix(0.5, 1.0, smoothstep(0.0, 0.45, v_uv.y));  // darker roots: self-shadow
     }
     if (u_depth_pass == 1) {
         if (alpha < 0.5) discard;
         f_out = vec4(v_z, 0.0, 0.0, 1.0);
         return;
     }
-    if (kind == 0) {  // skin: pores and blotches in the rest frame
+    vec3 n = normalize(v_nrm);
+    vec3 view = normalize(u_cam_pos - v_pos);
+    if (dot(n, view) < 0.0) n = -n;
+    if (kind == 0) {  // skin: pores, mottling, blotches and redness in the rest frame; bumps for the highlight
         float fine = vnoise(v_aux * 900.0) - 0.5;
-        float blotch = vnoise(v_aux * 60.0) - 0.5;
-        albedo *= 1.0 + u_skin_noise * (0.6 * fine + 1.2 * blotch);
+        float mid = vnoise(v_aux * 260.0) - 0.5;
+        float blotch = vnoise(v_aux * 45.0) - 0.5;
+        float red = vnoise(v_aux * 22.0 + 7.3) - 0.5;
+        albedo *= 1.0 + u_skin_noise * (0.4 * fine + 0.3 * mid + 1.0 * blotch);
+        albedo *= vec3(1.0 + 0.8 * u_skin_noise * red, 1.0 - 0.4 * u_skin_noise * red, 1.0 - 0.4 * u_skin_noise * red);
+        vec3 bump = vec3(vnoise(v_aux * 1400.0 + 1.7), vnoise(v_aux * 1400.0 + 5.1), vnoise(v_aux * 1400.0 + 9.3)) - 0.5;
+        n = normalize(n + 0.2 * bump);
     } else if (kind == 5) {  // cloth: a weave
         float w = vnoise(v_aux * u_cloth_scale) - 0.5;
         albedo *= 1.0 + 0.25 * w;
@@ -100,28 +114,45 @@ void main() {
         float ang = atan(d.y, d.x);
         float pupil = 0.17;
         float iris = 0.44;
-        vec3 sclera = vec3(0.50, 0.46, 0.43);
-        float fib = 0.8 + 0.4 * hash11(floor(ang * 40.0));
-        vec3 irisc = albedo * fib * mix(1.0, 0.35, smoothstep(iris - 0.12, iris, t));
-        albedo = t < pupil ? vec3(0.01) : (t < iris ? irisc : sclera * mix(0.85, 1.0, smoothstep(iris, 1.2, t)));
+        vec3 sclera = vec3(0.62, 0.57, 0.53) * (1.0 + 0.06 * (vnoise(d * 9.0) - 0.5));
+        float fib = 0.75 + 0.5 * hash11(floor(ang * 40.0)) * (0.6 + 0.4 * hash11(floor(ang * 13.0) + 3.0));
+        vec3 irisc = albedo * fib * mix(1.2, 0.3, smoothstep(iris - 0.14, iris, t)) * mix(0.7, 1.0, smoothstep(pupil, pupil + 0.08, t));
+        albedo = t < pupil ? vec3(0.01) : (t < iris ? irisc : sclera * mix(0.8, 1.0, smoothstep(iris, 1.1, t)));
     }
-    vec3 n = normalize(v_nrm);
-    vec3 view = normalize(u_cam_pos - v_pos);
-    if (dot(n, view) < 0.0) n = -n;
-    float ao = v_mat.w;
+    float ao = kind == 2 ? 1.0 : v_mat.w;
+    float ndv = max(dot(n, view), 0.0);
     // hemisphere ambient: sky from above (-y in the OpenCV world is up)
-    vec3 color = albedo * mix(u_ground, u_sky, 0.5 - 0.5 * n.y) * ao;
-    float wrap = kind == 0 ? 0.3 : 0.0;
+    vec3 ambient = mix(u_ground, u_sky, 0.5 - 0.5 * n.y);
+    vec3 color = albedo * ambient * ao;
+    // wrap lighting: skin scatters red light furthest past the terminator; hair is translucent
+    vec3 wrap = kind == 0 ? vec3(0.45, 0.22, 0.15) : (kind == 2 ? vec3(0.5) : vec3(0.0));
+    vec3 tangent = normalize(v_aux + vec3(1e-6));
     for (int i = 0; i < 4; i++) {
         vec3 l = u_light_dir[i];
-        float diff = max((dot(n, l) + wrap) / (1.0 + wrap), 0.0);
+        float ndl = dot(n, l);
+        vec3 diff = max((vec3(ndl) + wrap) / (1.0 + wrap), 0.0);
         vec3 h = normalize(l + view);
-        float spec = v_mat.y * pow(max(dot(n, h), 0.0), v_mat.z) * (dot(n, l) > 0.0 ? 1.0 : 0.0);
+        float ndh = max(dot(n, h), 0.0);
+        vec3 spec;
+        if (kind == 2) {  // Kajiya-Kay: a white primary lobe and a coloured, shifted secondary one
+            float t1 = dot(normalize(tangent + 0.15 * n), h);
+            float t2 = dot(normalize(tangent - 0.15 * n), h);
+            float s1 = pow(sqrt(max(1.0 - t1 * t1, 0.0)), 90.0);
+            float s2 = pow(sqrt(max(1.0 - t2 * t2, 0.0)), 24.0);
+            spec = v_mat.y * (vec3(s1) + 1.5 * s2 * albedo / max(luma(albedo), 0.02) * 0.3) * smoothstep(-0.3, 0.3, ndl);
+            diff *= mix(0.55, 1.0, v_uv.y);
+        } else if (kind == 0) {  // a sharp oily lobe, a broad sheen, stronger at grazing angles (Fresnel)
+            float fres = 1.0 + 3.0 * pow(1.0 - ndv, 4.0);
+            spec = vec3(v_mat.y * (pow(ndh, 2.5 * v_mat.z) + 0.3 * pow(ndh, 0.5 * v_mat.z)) * fres * smoothstep(0.0, 0.2, ndl));
+        } else {
+            spec = vec3(v_mat.y * pow(ndh, v_mat.z) * (ndl > 0.0 ? 1.0 : 0.0));
+        }
         color += u_light_col[i] * (albedo * diff * mix(0.6, 1.0, ao) + spec);
     }
+    if (kind == 0) color += 0.25 * pow(1.0 - ndv, 4.0) * ambient * ao;  // soft rim sheen (fine hairs)
     if (kind == 4) color = albedo;
     if (kind == 3) {  // lens: reflections make it visible, mostly see-through
-        float fres = pow(1.0 - max(dot(n, view), 0.0), 3.0);
+        float fres = pow(1.0 - ndv, 3.0);
         alpha = clamp(alpha + 0.6 * fres, 0.0, 1.0);
     }
     color = pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2));

@@ -12,7 +12,12 @@ input_image         [Hf, Wf, 3] uint8      the webcam frame (background, noise, 
 input_alpha         [Hf, Wf] uint8         coverage of the person (255 = opaque)
 input_K             [3, 3] float64         input intrinsics; its world_to_camera is the identity
 face_box            [4] float64            ground-truth face box (x0, y0, x1, y1), input pixels
-crop                [S, S, 3] uint8        ``warp_crop(input_image, input_K, crop camera)``
+crop                [S, S, 3] uint8        ``warp_crop(input_image, input_K, crop camera)``; the crop
+                                           camera is aimed from the ground-truth box, or, with
+                                           ``crop_source="mediapipe"``, by ``volume convert``'s own
+                                           ``frame_crop`` from MediaPipe on the frame (falling back to
+                                           the box where it finds nothing): meta["crop_source"]
+                                           (and meta["next_crop_source"]) says which was used
 crop_alpha          [S, S] uint8           the same crop of input_alpha
 crop_K              [3, 3] float64         the crop (virtual) camera's intrinsics
 crop_R              [3, 3] float64         input -> crop rotation (crop_w2c = [[crop_R, 0], [0, 1]])
@@ -42,6 +47,8 @@ import cv2
 import numpy as np
 
 from volume_cli.camera import warp_crop
+from volume_cli.face import head_state
+from volume_cli.framing import frame_crop
 from volume_cli.synth import cameras
 from volume_cli.synth.appearance import degrade_webcam, lighting_to_json, sample_background, sample_lighting, sample_look
 from volume_cli.synth.assets import load_bust
@@ -49,7 +56,8 @@ from volume_cli.synth.human import next_expression, regions, sample_expression, 
 from volume_cli.synth.renderer import Renderer
 from volume_cli.synth.scene import build_scene
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: eye-corner landmarks, meta["crop_source"]
+CROP_SOURCES = ("truth", "mediapipe")
 SALT = 0x5E1F  # keeps sample seeds apart from other users of the same integers
 # Streams of randomness, one per aspect, so that changing one aspect's draws leaves the others alone.
 STREAMS = ("identity", "look", "expression", "lighting", "camera", "background", "hair", "degrade", "temporal", "views", "gaze")
@@ -61,6 +69,13 @@ DETECTOR_JITTER = 0.02  # fraction of the box size (std) on the temporal partner
 @lru_cache(maxsize=1)
 def _renderer() -> Renderer:
     return Renderer()
+
+
+@lru_cache(maxsize=1)
+def _face_finder():
+    from volume_cli.face import FaceFinder
+
+    return FaceFinder(video=False)
 
 
 def default_renderer() -> Renderer:
@@ -105,6 +120,7 @@ def generate_sample(
     views: int = 4,
     temporal: bool = True,
     look_overrides: dict | None = None,
+    crop_source: str = "truth",
     renderer: Renderer | None = None,
     return_scene: bool = False,
 ) -> dict:
@@ -112,13 +128,18 @@ def generate_sample(
 
     size: crop and target view side S in pixels; views: number of target views V >= 1 (view 0 is the
     crop camera); look_overrides: fields of :class:`~volume_cli.synth.appearance.Look` to force
-    (e.g. ``{"hair_style": "bald", "hair_cards": 0, "glasses": None}``); return_scene: also return
+    (e.g. ``{"hair_style": "bald", "hair_cards": 0, "glasses": None}``); crop_source: "truth" aims
+    the crop camera from the ground-truth face box, "mediapipe" as ``volume convert`` does (the
+    MediaPipe face mesh on the rendered frame, ``face.head_state`` and ``framing.frame_crop``), with
+    the box as the fallback where MediaPipe finds no face; return_scene: also return
     the :class:`~volume_cli.synth.scene.Scene` under ``"scene"`` (for tests and debugging).
     """
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
     if views < 1:
         raise ValueError(f"views must be at least 1, got {views}")
+    if crop_source not in CROP_SOURCES:
+        raise ValueError(f"crop_source must be one of {CROP_SOURCES}, got {crop_source!r}")
     renderer = renderer or default_renderer()
     assets = load_bust()
     regs = regions(assets)
@@ -140,18 +161,27 @@ def generate_sample(
                               skin_noise=look.skin_noise, cloth_scale=look.cloth_scale)
         image, alpha = _composite(rng["degrade"], res, background)
         box = cameras.face_box(K_in, scene.face_points)
-        distance = float(np.linalg.norm(t_h))
-        if box_jitter > 0:
-            box_used, scale = cameras.jitter_box(rng["temporal"], box, box_jitter)
-            distance /= scale
-        else:
-            box_used = box
-        cam, _ = cameras.crop_from_box(K_in, box_used, distance, size)
-        crop = warp_crop(image, K_in, cam)
+        cam = None
+        if crop_source == "mediapipe":
+            finder = _face_finder()
+            finder._previous_box = None  # unrelated stills: no tracking between samples
+            face = finder.find(image)
+            if face is not None:
+                framed = frame_crop(image, K_in, face, head_state(face, K_in), size)
+                cam, crop, source = framed.cam, framed.crop, "mediapipe"
+        if cam is None:
+            distance = float(np.linalg.norm(t_h))
+            if box_jitter > 0:
+                box_used, scale = cameras.jitter_box(rng["temporal"], box, box_jitter)
+                distance /= scale
+            else:
+                box_used = box
+            cam, _ = cameras.crop_from_box(K_in, box_used, distance, size)
+            crop, source = warp_crop(image, K_in, cam), "truth"
         crop_alpha = warp_crop(alpha, K_in, cam)
-        return scene, image, alpha, box, cam, crop, crop_alpha
+        return scene, image, alpha, box, cam, crop, crop_alpha, source
 
-    scene, image, alpha, box, cam, crop, crop_alpha = frame(R_head, t_head, expression, 0.0)
+    scene, image, alpha, box, cam, crop, crop_alpha, source = frame(R_head, t_head, expression, 0.0)
 
     Ks = [cam.K]
     w2c0 = np.eye(4)
@@ -186,13 +216,14 @@ def generate_sample(
         "head_pose": pose, "target_views": [{"yaw": 0.0, "pitch": 0.0, "crop_camera": True}] + view_info,
         "identity": identity.to_json(), "look": look.to_json(), "expression": expression,
         "lighting": lighting_to_json(lighting), "gaze_target": gaze.tolist(), "landmark_names": names,
+        "crop_source": source,
     }
     if temporal:
         t = rng["temporal"]
         dR = cameras.rotation_ypr(*t.normal(0, TEMPORAL_ROTATION_DEG, 3))
         R2, t2 = R_head @ dR, t_head + t.normal(0, TEMPORAL_SHIFT_M, 3)
         expr2 = next_expression(t, expression)
-        scene2, image2, alpha2, box2, cam2, crop2, crop_alpha2 = frame(R2, t2, expr2, DETECTOR_JITTER)
+        scene2, image2, alpha2, box2, cam2, crop2, crop_alpha2, source2 = frame(R2, t2, expr2, DETECTOR_JITTER)
         out.update({
             "next_input_image": image2, "next_input_alpha": alpha2, "next_face_box": box2,
             "next_crop": crop2, "next_crop_alpha": crop_alpha2, "next_crop_K": cam2.K, "next_crop_R": cam2.R,
@@ -200,6 +231,7 @@ def generate_sample(
             "next_landmarks": np.stack([scene2.landmarks[n] for n in names]),
         })
         meta["next_expression"] = expr2
+        meta["next_crop_source"] = source2
     out["meta"] = meta
     if return_scene:
         out["scene"] = scene

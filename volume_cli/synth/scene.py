@@ -156,6 +156,9 @@ def build_scene(
     hair_col = np.asarray(look.hair_color)
     col = np.tile(skin, (len(v), 1))
     col *= 1 + look.blush * w["blush"][:, None] * np.array([0.25, -0.12, -0.1])
+    red = 0.5 * w["nose"] + 0.4 * w["ears"]
+    col *= 1 + red[:, None] * np.array([0.18, -0.06, -0.06])
+    col *= 1 - w["socket"][:, None] * np.array([0.12, 0.14, 0.1])
     col = col * (1 - w["lips"][:, None]) + np.asarray(look.lips) * w["lips"][:, None]
     speckle = rng.random(len(v))
     facial = np.clip(look.beard * w["beard"] + look.moustache * w["moustache"], 0, 1) * (0.6 + 0.4 * speckle)
@@ -163,15 +166,18 @@ def build_scene(
     brow = np.clip(look.brows * w["brows"] * (0.7 + 0.3 * speckle), 0, 1)
     brow_col = hair_col * 0.6 if look.grey < 0.6 else hair_col * 0.8
     col = col * (1 - brow[:, None]) + brow_col * brow[:, None]
+    sc = np.zeros(len(v))
     if look.hair_style != "bald":
-        cover = {"buzz": 0.75, "short": 0.85, "medium": 0.9, "long": 0.9}[look.hair_style]
-        sc = w["scalp"] * cover * (0.8 + 0.2 * speckle)
-        col = col * (1 - sc[:, None]) + hair_col * 0.8 * sc[:, None]
+        # the scalp under hair shows as dark hair (roots in the hair's own shadow), not as skin, so
+        # partings and gaps between cards never show bare white or grey skin
+        cover = {"buzz": 0.8, "short": 0.97, "medium": 1.0, "long": 1.0}[look.hair_style]
+        sc = w["scalp"] * cover * (0.9 + 0.1 * speckle)
+        col = col * (1 - sc[:, None]) + hair_col * (0.8 if look.hair_style == "buzz" else 0.5) * sc[:, None]
     col = col * (1 - w["mouth_inside"][:, None]) + MOUTH_INSIDE_LINEAR * w["mouth_inside"][:, None]
     cloth = w["cloth"] > 0.5
     col[cloth] = look.cloth
     kind = np.where(cloth, KIND_CLOTH, KIND_SKIN).astype(np.float32)
-    spec = np.where(cloth, 0.02, 0.12 + 0.25 * w["lips"])
+    spec = np.where(cloth, 0.02, (0.10 + 0.25 * w["lips"] + 0.08 * w["tzone"]) * (1 - 0.85 * sc))
     pos = v + nrm * (cloth[:, None] * 0.004)  # clothes sit a little off the skin
 
     verts = pack_vertices(to_world(pos), nrm @ M.T, col, aux=assets.rest, specular=spec, shininess=18.0, ao=ao)
@@ -199,18 +205,21 @@ def build_scene(
         g = _limit_gaze(target_rest - eye.center)
         B = _gaze_basis(g)
         p = eye.center + sph * eye.radius * 0.97
+        # the lids shade the eyeball: the upper part under the upper lid most, the corners a little
+        eye_ao = 0.95 - 0.5 * np.clip((sph[:, 1] + 0.05) / 0.5, 0, 1) - 0.2 * np.clip((np.abs(sph[:, 0]) - 0.5) / 0.4, 0, 1)
         pv = pack_vertices(to_world(p), sph @ M.T, np.tile(look.iris, (len(p), 1)), aux=sph @ B.T,
-                           kind=KIND_EYE, specular=0.6, shininess=180.0, ao=0.75)
+                           kind=KIND_EYE, specular=0.6, shininess=180.0, ao=eye_ao)
         meshes.append(DrawMesh(pv, sph_t))
 
     # hair cards
     if look.hair_cards > 0 and look.hair_length > 0.01:
         gravity = FLIP @ R_head.T @ np.array([0.0, 1.0, 0.0])
-        hp, hn, huv, hseed, ht = hairlib.hair_cards(
+        hp, hn, htan, huv, hseed, hshade, ht = hairlib.hair_cards(
             rng, v, body, w["scalp"], c, gravity, length=look.hair_length, curl=look.hair_curl, count=look.hair_cards
         )
-        hv = pack_vertices(to_world(hp), hn @ M.T, np.tile(hair_col, (len(hp), 1)), uv=huv,
-                           aux=np.stack([hseed, hseed, hseed], 1), kind=KIND_HAIR, specular=0.15, shininess=40.0, ao=1.0)
+        # material.w carries the card seed for hair (see renderer's vertex layout)
+        hv = pack_vertices(to_world(hp), hn @ M.T, hair_col[None] * hshade[:, None], uv=huv,
+                           aux=htan @ M.T, kind=KIND_HAIR, specular=0.15, shininess=40.0, ao=hseed)
         meshes.append(DrawMesh(hv, ht, transparent=True))
 
     lm = regs.landmarks

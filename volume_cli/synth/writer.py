@@ -22,6 +22,7 @@ def write_dataset(
     views: int = 4,
     temporal: bool = True,
     shard_size: int = 32,
+    crop_source: str = "truth",
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Render ``count`` samples into ``output`` (shards + index.json). Returns a summary dict.
@@ -35,7 +36,7 @@ def write_dataset(
     start = time.perf_counter()
     for i in range(count):
         seed = sample_seed(run_seed, i)
-        sample = generate_sample(seed, size=size, views=views, temporal=temporal)
+        sample = generate_sample(seed, size=size, views=views, temporal=temporal, crop_source=crop_source)
         if keys is None:
             keys = key_table(sample)
         pending.append(sample)
@@ -50,7 +51,7 @@ def write_dataset(
             pending = []
     elapsed = time.perf_counter() - start
     index = {"count": count, "run_seed": run_seed, "size": size, "views": views, "temporal": temporal,
-             "shards": shards, "keys": keys}
+             "crop_source": crop_source, "shards": shards, "keys": keys}
     write_index(output, index)
     return {"output": str(output), "count": count, "shards": len(shards), "seconds": round(elapsed, 3),
             "samples_per_second": round(count / elapsed, 3) if elapsed > 0 else None,
@@ -77,7 +78,7 @@ def contact_sheet(samples: list[dict], height: int) -> np.ndarray:
         look, ident = meta["look"], meta["identity"]
         text = f"{int(s['seed']) % 100000} age {ident['age']:.0f} {look['hair_style']}" + (" glasses" if look["glasses"] else "")
         tiles = [_label(resize_for_sheet(frame, height), text),
-                 _label(resize_for_sheet(s["crop"], height), "crop")]
+                 _label(resize_for_sheet(s["crop"], height), f"crop ({meta.get('crop_source', 'truth')})")]
         if "next_crop" in s:
             tiles.append(_label(resize_for_sheet(s["next_crop"], height), "next"))
         for v, (rgb, a) in enumerate(zip(s["target_rgb"], s["target_alpha"])):
@@ -90,9 +91,11 @@ def contact_sheet(samples: list[dict], height: int) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def write_preview(path: Path, *, run_seed: int, people: int = 6, size: int = 256, views: int = 4) -> dict:
+def write_preview(path: Path, *, run_seed: int, people: int = 6, size: int = 256, views: int = 4,
+                  crop_source: str = "truth") -> dict:
     """Render ``people`` samples and write their contact sheet PNG to ``path``."""
-    samples = [generate_sample(sample_seed(run_seed, i), size=size, views=views) for i in range(people)]
+    samples = [generate_sample(sample_seed(run_seed, i), size=size, views=views, crop_source=crop_source)
+               for i in range(people)]
     sheet = contact_sheet(samples, height=size)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), sheet[..., ::-1]):
