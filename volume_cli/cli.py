@@ -280,6 +280,47 @@ def info(
     emit(result, False, lines)
 
 
+@app.command()
+def bench(
+    source: Annotated[Path, typer.Argument(help="Video to time on. [default: the bundled example]", show_default=False)] = Path(__file__).resolve().parent.parent / "examples" / "hopper.mp4",
+    frames: Annotated[int, typer.Option(help="Frames to time.", min=1)] = 48,
+    size: Annotated[int, typer.Option(help="Crop size.", min=64, max=1024)] = 256,
+    device: DeviceOpt = Device.auto,
+    as_json: JsonOpt = False,
+) -> None:
+    """Time each convert stage and the whole pipeline (frames/s), and rendering (ms/frame).
+
+    Example: volume bench examples/hopper.mp4 --frames 48
+    """
+    from volume_cli.evaluate import bench as benchmarks
+    from volume_cli.predictors import load_predictor
+    from volume_cli.progress import silence_native_stderr
+    from volume_cli.video import InputError
+
+    silence_native_stderr()
+    run_device = resolve_device(device)
+    try:
+        predictor = load_predictor(PredictorName.geometric, run_device)
+        result = benchmarks.bench_convert(source, predictor, frames=frames, device=run_device, size=size)
+    except (InputError, ValueError) as e:
+        raise fail(str(e))
+    splats, head = result.pop("_splats"), result.pop("_head")
+    result["render"] = benchmarks.bench_render(splats, head, device=run_device)
+    result["machine"] = benchmarks.machine_description(run_device)
+    result["device"] = run_device
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(f"machine     {result['machine']}")
+    print(f"input       {source} ({result['frames']} frames, {result['frames_with_face']} with a face, "
+          f"{result['splats_per_frame']} splats/frame, {result['ply_mb_per_frame']} MB/frame as PLY)")
+    for stage, fps in result["stages_fps"].items():
+        print(f"  {stage:<12}{fps:>8.1f} frames/s")
+    print(f"  {'end to end':<12}{result['end_to_end_fps']:>8.1f} frames/s  (stages overlapped)")
+    for name, ms in result["render"].items():
+        print(f"  render {name:<16}{ms:>8.1f} ms")
+
+
 from volume_cli.synth.cli_command import synth  # noqa: E402  (registered below, beside the others)
 
 app.command("synth")(synth)

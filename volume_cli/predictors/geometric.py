@@ -169,7 +169,7 @@ def surface_aligned(points: np.ndarray, focal: float, sigma_px: float) -> tuple[
 
     points [S, S, 3]: the surface point of every crop pixel; focal: the crop's focal length, pixels. The surface's tangents per pixel step,
     a = dP/du and b = dP/dv (central differences), span the patch a pixel sees; the covariance
-    sigma^2 (a a^T + b b^T) + (thin)^2 n n^T projects back to sigma^2 I pixels^2 in the input view,
+    sigma^2 (a a^T + b b^T) + thin^2 n n^T projects back to sigma^2 I pixels^2 in the input view,
     and from the side it stretches along a steep surface instead of leaving gaps between
     neighbours. Stretching is capped at MAX_STRETCH pixel widths (the surface near a silhouette is
     almost parallel to the rays). Returns quats [S*S, 4] (w first) and log-scales [S*S, 3].
@@ -185,13 +185,30 @@ def surface_aligned(points: np.ndarray, focal: float, sigma_px: float) -> tuple[
         return t * (length.clamp(max=MAX_STRETCH * pixel) / length)
 
     a, b = capped(a).reshape(-1, 3), capped(b).reshape(-1, 3)
+    # The normal is the null direction of a a^T + b b^T; in the tangent plane the covariance is a
+    # 2 x 2 problem with a closed form (no 3 x 3 eigendecomposition per pixel).
     normal = torch.linalg.cross(a, b)
     normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    thin = THIN_FRACTION * pixel.reshape(-1, 1, 1)
-    cov = sigma_px**2 * (a[:, :, None] * a[:, None, :] + b[:, :, None] * b[:, None, :]) + thin**2 * normal[:, :, None] * normal[:, None, :]
-    eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending; columns are the axes
-    R = eigenvectors * torch.sign(torch.linalg.det(eigenvectors))[:, None, None]  # a proper rotation
-    log_scales = 0.5 * eigenvalues.clamp_min(1e-20).log()
+    e1 = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    e2 = torch.linalg.cross(normal, e1)
+    # In-plane coordinates of the tangents; M = [[p, r], [r, q]] = sum of their outer products.
+    a1, b1, b2 = (a * e1).sum(-1), (b * e1).sum(-1), (b * e2).sum(-1)  # a has no e2 component
+    p_, q_, r_ = a1 * a1 + b1 * b1, b2 * b2, b1 * b2
+    theta = 0.5 * torch.atan2(2 * r_, p_ - q_)  # angle of M's major axis from e1
+    mean, half_gap = (p_ + q_) / 2, torch.sqrt(((p_ - q_) / 2) ** 2 + r_**2)
+    major, minor = mean + half_gap, (mean - half_gap).clamp_min(0)
+    c, s_ = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
+    axis1, axis2 = c * e1 + s_ * e2, -s_ * e1 + c * e2  # axis2 = normal x axis1: right-handed
+    R = torch.stack([axis1, axis2, normal], dim=-1)  # columns are the Gaussian's axes
+    thin = THIN_FRACTION * pixel.reshape(-1)
+    log_scales = torch.stack(
+        [
+            0.5 * (sigma_px**2 * major).clamp_min(1e-20).log(),
+            0.5 * (sigma_px**2 * minor).clamp_min(1e-20).log(),
+            thin.log(),
+        ],
+        dim=-1,
+    )
     return matrix_to_quat(R).float(), log_scales.float()
 
 

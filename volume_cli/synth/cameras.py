@@ -68,6 +68,10 @@ def sample_head_pose(rng: np.random.Generator, K: np.ndarray, width: int, height
     margin = half * (2 * FACE_INSIDE - 1)  # the box centre this far from a border keeps FACE_INSIDE inside
     u = rng.uniform(margin[0], max(margin[0], width - margin[0]))
     v = rng.uniform(margin[1], max(margin[1], height - margin[1]))
+    # off-axis the face is nearer in depth than its distance, so larger on the image: widen the margin
+    margin /= pixel_rays(K, np.array([u, v]))[2]
+    u = float(np.clip(u, margin[0], max(margin[0], width - margin[0])))
+    v = float(np.clip(v, margin[1], max(margin[1], height - margin[1])))
     a = HEAD_ANGLE_DEG
     ypr = np.clip(rng.normal(0.0, a / 2, size=3), -a, a)
     ypr[2] *= 0.6  # roll is rarer than yaw and pitch

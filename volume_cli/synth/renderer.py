@@ -96,15 +96,13 @@ void main() {
     vec3 n = normalize(v_nrm);
     vec3 view = normalize(u_cam_pos - v_pos);
     if (dot(n, view) < 0.0) n = -n;
-    if (kind == 0) {  // skin: pores, mottling, blotches and redness in the rest frame; bumps for the highlight
+    if (kind == 0) {  // skin: pores, blotches and redness in the rest frame (three noise lookups: speed)
         float fine = vnoise(v_aux * 900.0) - 0.5;
-        float mid = vnoise(v_aux * 260.0) - 0.5;
         float blotch = vnoise(v_aux * 45.0) - 0.5;
         float red = vnoise(v_aux * 22.0 + 7.3) - 0.5;
-        albedo *= 1.0 + u_skin_noise * (0.4 * fine + 0.3 * mid + 1.0 * blotch);
+        albedo *= 1.0 + u_skin_noise * (0.5 * fine + 1.0 * blotch);
         albedo *= vec3(1.0 + 0.8 * u_skin_noise * red, 1.0 - 0.4 * u_skin_noise * red, 1.0 - 0.4 * u_skin_noise * red);
-        vec3 bump = vec3(vnoise(v_aux * 1400.0 + 1.7), vnoise(v_aux * 1400.0 + 5.1), vnoise(v_aux * 1400.0 + 9.3)) - 0.5;
-        n = normalize(n + 0.2 * bump);
+        n = normalize(n + 0.15 * vec3(fine, blotch, -fine));  // bumps break up the highlight
     } else if (kind == 5) {  // cloth: a weave
         float w = vnoise(v_aux * u_cloth_scale) - 0.5;
         albedo *= 1.0 + 0.25 * w;

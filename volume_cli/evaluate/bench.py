@@ -1,0 +1,133 @@
+"""`volume bench`: frames per second of each convert stage and end to end, and render times.
+
+Each stage is timed on its own over the same frames (so the numbers add up to what one frame
+costs), then the real pipeline runs end to end with its overlap (decoding and writing on threads).
+Numbers are printed, never asserted: speed is measured here, not in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from volume_cli import pipeline
+from volume_cli.face import FaceFinder, head_state
+from volume_cli.formats import SplatFormat, encode_splats
+from volume_cli.framing import frame_crop
+from volume_cli.predictors import Predictor
+from volume_cli.render import Backend, render
+from volume_cli.render.paths import orbit_viewmats, render_intrinsics
+from volume_cli.video import open_source
+
+
+def machine_description(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{os.cpu_count()} cores, {cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if device == "cuda":
+        text += f", {torch.cuda.get_device_name()}"
+    return text
+
+
+def _rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 2) if seconds > 0 else float("inf")
+
+
+def bench_convert(source_path: Path, predictor: Predictor, *, frames: int, device: str, size: int = 256) -> dict:
+    """Per-stage and end-to-end frames/s on the first ``frames`` frames of ``source_path``."""
+    settings = pipeline.ConvertSettings(size=size, max_frames=frames)
+    source = open_source(source_path, max_frames=frames)
+    K = pipeline.original_intrinsics(source, settings)
+
+    t0 = time.perf_counter()
+    images = [f.image for f in source]
+    decode_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    with FaceFinder(video=source.kind == "video") as finder:
+        faces = [finder.find(im) for im in images]
+    detect_s = time.perf_counter() - t0
+    found = [(im, f) for im, f in zip(images, faces) if f is not None]
+    if not found:
+        raise ValueError(f"{source_path}: no face in the first {frames} frames")
+
+    t0 = time.perf_counter()
+    crops = [frame_crop(im, K, f, head_state(f, K), size) for im, f in found]
+    crop_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sets = []
+    with torch.inference_mode():
+        for i in range(0, len(crops), 8):
+            batch = crops[i : i + 8]
+            predicted = predictor.predict(pipeline.crop_batch(batch, device)).to("cpu")
+            sets += [pipeline.to_original_frame(predicted[j], fc.cam.R).prune() for j, fc in enumerate(batch)]
+    if device == "cuda":
+        torch.cuda.synchronize()
+    predict_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sizes = [len(encode_splats(g, SplatFormat.ply)) for g in sets]
+    encode_s = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        report = pipeline.convert(open_source(source_path, max_frames=frames), Path(tmp) / "seq", predictor, settings, device=device)
+        e2e_s = time.perf_counter() - t0
+
+    n = len(found)
+    return {
+        "frames": len(images),
+        "frames_with_face": n,
+        "splats_per_frame": int(np.mean([g.count for g in sets])),
+        "ply_mb_per_frame": round(float(np.mean(sizes)) / 1e6, 2),
+        "stages_fps": {
+            "decode": _rate(len(images), decode_s),
+            "face_mesh": _rate(len(images), detect_s),
+            "crop": _rate(n, crop_s),
+            "predict": _rate(n, predict_s),
+            "encode_ply": _rate(n, encode_s),
+        },
+        "end_to_end_fps": _rate(report.frames_written, e2e_s),
+        "_splats": sets[0],
+        "_head": head_state(found[0][1], K).center,
+    }
+
+
+def bench_render(splats, head_center: np.ndarray, *, device: str, sizes=(256, 512), repeats: int = 3) -> dict:
+    """Milliseconds per rendered frame of real splats from a 30-degree orbit view, per backend."""
+    backends = [Backend.TORCH] + ([Backend.GSPLAT] if device == "cuda" and _has_gsplat() else [])
+    g = splats.to(device)
+    out = {}
+    for backend in backends:
+        for size in sizes:
+            K = render_intrinsics(size, float(np.linalg.norm(head_center)), 0.48)
+            view = orbit_viewmats(head_center, [30.0])
+            render(g, view, K[None], size, size, backend=backend)  # warm-up (and gsplat's first-use build)
+            times = []
+            for _ in range(repeats):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                render(g, view, K[None], size, size, backend=backend)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+            out[f"{backend.value}_{size}px_ms"] = round(1000 * float(np.median(times)), 1)
+    return out
+
+
+def _has_gsplat() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gsplat") is not None
