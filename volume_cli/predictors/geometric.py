@@ -229,6 +229,12 @@ class GeometricPredictor:
     def close(self) -> None:
         self._segmenter.close()
 
+    def __enter__(self) -> "GeometricPredictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def person_mask(self, crop: np.ndarray) -> np.ndarray:
         """Person confidence [S, S] in [0, 1] for a crop [S, S, 3] uint8 RGB."""
         return np.clip(self._segmenter.process(crop).segmentation_mask, 0.0, 1.0).astype(np.float64)
