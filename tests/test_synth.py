@@ -308,3 +308,66 @@ def test_cli_writes_shards_and_preview(tmp_path):
     (tmp_path / "file").write_text("x")
     result = runner.invoke(app, ["synth", "--count", "1", "--size", "32", "-o", str(tmp_path / "file")])
     assert result.exit_code == 1 and "Error:" in result.output
+
+
+# --- framing and realism ---------------------------------------------------------------------------
+
+@needs_assets
+def test_face_box_stays_mostly_inside_the_frame():
+    """Head poses keep at least FACE_INSIDE of the face box's width and height in the frame (a
+    detector must see the face), checked on the approximate box the sampler aims with; hair may leave."""
+    from volume_cli.synth import cameras
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        K, W, H, _ = cameras.sample_input_camera(rng, 128)
+        R, t, pose = cameras.sample_head_pose(rng, K, W, H)
+        c = R @ cameras.FACE_CENTER_HEAD_M + t
+        u, v = project(K, c)
+        half = np.array([cameras.FACE_WIDTH_M, cameras.FACE_HEIGHT_M]) / 2 * K[0, 0] / c[2]
+        inside_w = (min(u + half[0], W) - max(u - half[0], 0)) / (2 * half[0])
+        inside_h = (min(v + half[1], H) - max(v - half[1], 0)) / (2 * half[1])
+        # budget: perspective at the frame's border stretches the box by a few per cent
+        assert min(inside_w, inside_h) >= cameras.FACE_INSIDE - 0.03
+        assert 2 * half[1] <= cameras.FACE_MAX_HEIGHT * H * 1.05
+
+
+@needs_egl
+@needs_assets
+def test_realism_meter_returns_sane_numbers():
+    """Two 128-pixel samples: the report has every field, rates in [0, 1], a small landmark error
+    where found (no realism threshold: that would flake as the generator changes)."""
+    pytest.importorskip("mediapipe")
+    from volume_cli.synth.realism import box_inside_fraction, box_iou, realism_report
+
+    assert box_iou(np.array([0, 0, 2, 2.0]), np.array([1, 0, 3, 2.0])) == pytest.approx(1 / 3)
+    assert box_inside_fraction(np.array([-1, 0, 1, 2.0]), 10, 10) == pytest.approx(0.5)
+    r = realism_report(2, size=128, run_seed=3)
+    assert r["count"] == 2
+    for key in ("detection_rate", "framed_fraction", "score_mean"):
+        assert 0.0 <= r[key] <= 1.0, key
+    if r["detection_rate"] > 0:
+        assert 0.0 <= r["box_iou_mean"] <= 1.0 and 0.0 <= r["nme_mean"] < 1.0
+
+
+@needs_egl
+@needs_assets
+def test_crop_from_mediapipe_records_its_source():
+    """crop_source="mediapipe" aims the crop by volume convert's frame_crop where MediaPipe finds the
+    face (the crop camera then differs from the ground-truth one), and says so in the meta."""
+    pytest.importorskip("mediapipe")
+    from volume_cli.synth.sample import generate_sample
+
+    truth = generate_sample(3, size=96, views=1, temporal=False)
+    mp = generate_sample(3, size=96, views=1, temporal=False, crop_source="mediapipe")
+    assert truth["meta"]["crop_source"] == "truth"
+    assert mp["meta"]["crop_source"] in ("mediapipe", "truth")
+    np.testing.assert_array_equal(truth["input_image"], mp["input_image"])  # same frame, only the aim differs
+    np.testing.assert_allclose(mp["target_w2c"][0][:3, :3], mp["crop_R"])
+    if mp["meta"]["crop_source"] == "mediapipe":
+        assert not np.allclose(mp["crop_R"], truth["crop_R"])
+        # both aim at the same head: the rotations differ by a few degrees at most
+        cos = (np.trace(mp["crop_R"] @ truth["crop_R"].T) - 1) / 2
+        assert np.degrees(np.arccos(np.clip(cos, -1, 1))) < 5
+    with pytest.raises(ValueError, match="crop_source"):
+        generate_sample(3, size=32, views=1, crop_source="detector")

@@ -195,9 +195,15 @@ class _Folder:
 
 
 def prepare_output(out: Path, *, overwrite: bool, resume: bool) -> dict | None:
-    """Check the output folder. Returns the existing manifest (as a JSON dict) when resuming."""
+    """Check the output folder before any work. Returns the existing manifest (as a JSON dict) when
+    resuming. Nothing is deleted here: ``clear_output`` runs once the source has been tracked, so
+    an --overwrite run that fails early (no face, bad input) leaves the old sequence as it was."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
+    if not out.exists():
+        ancestor = next(p for p in out.absolute().parents if p.exists())
+        if not ancestor.is_dir():
+            raise InputError(f"cannot create {out}: {ancestor} is not a folder")
     existing = [p for p in out.iterdir()] if out.exists() else []
     manifest_path = out / MANIFEST_NAME
     if resume:
@@ -211,15 +217,19 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool) -> dict | None:
             raise InputError(f"cannot resume: {e}") from e
     if existing and not overwrite:
         raise InputError(f"{out} is not empty; use --overwrite to replace its splats or --resume to finish an interrupted run")
-    if overwrite:
-        # Only what convert writes is removed; anything else the user keeps there stays.
-        for fmt in SplatFormat:
-            for p in frames_on_disk(out, fmt).values():
-                p.unlink()
-        if manifest_path.exists():
-            manifest_path.unlink()
-        remove_stale_temp_files(out)
     return None
+
+
+def clear_output(out: Path) -> None:
+    """--overwrite: remove what convert writes (splat files of every format, sequence.json,
+    temporary files); anything else the user keeps in the folder stays."""
+    if not out.is_dir():
+        return
+    for fmt in SplatFormat:
+        for p in frames_on_disk(out, fmt).values():
+            p.unlink()
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    remove_stale_temp_files(out)
 
 
 def convert(
@@ -254,6 +264,8 @@ def convert(
         {"index": t.index, "time_s": t.time_s, "action": "held" if t.held_from is not None else "skipped"}
         for t in tracked if t.face is None
     ]
+    if overwrite:
+        clear_output(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out)
     folder = _Folder(out, header, done, missing)

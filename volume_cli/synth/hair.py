@@ -110,7 +110,7 @@ def hair_cards(
     tangent = np.gradient(pts, axis=1)
     side = np.cross(tangent, normals)
     side /= np.maximum(np.linalg.norm(side, axis=2, keepdims=True), 1e-9)
-    width = (rng.uniform(0.010, 0.020, size=count) * (1.0 if length > 0.1 else 0.8) * np.where(fly, 0.5, 1.0))[:, None, None]
+    width = (rng.uniform(0.009, 0.017, size=count) * (1.0 if length > 0.1 else 0.8) * np.where(fly, 0.5, 1.0))[:, None, None]
     taper = (1.0 - 0.5 * np.linspace(0, 1, segments + 1))[None, :, None]
     left = pts - side * width * taper / 2
     right = pts + side * width * taper / 2

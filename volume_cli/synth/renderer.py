@@ -112,7 +112,7 @@ void main() {
         float ang = atan(d.y, d.x);
         float pupil = 0.17;
         float iris = 0.44;
-        vec3 sclera = vec3(0.62, 0.57, 0.53) * (1.0 + 0.06 * (vnoise(d * 9.0) - 0.5));
+        vec3 sclera = vec3(0.62, 0.57, 0.53);
         float fib = 0.75 + 0.5 * hash11(floor(ang * 40.0)) * (0.6 + 0.4 * hash11(floor(ang * 13.0) + 3.0));
         vec3 irisc = albedo * fib * mix(1.2, 0.3, smoothstep(iris - 0.14, iris, t)) * mix(0.7, 1.0, smoothstep(pupil, pupil + 0.08, t));
         albedo = t < pupil ? vec3(0.01) : (t < iris ? irisc : sclera * mix(0.8, 1.0, smoothstep(iris, 1.1, t)));
@@ -125,6 +125,8 @@ void main() {
     // wrap lighting: skin scatters red light furthest past the terminator; hair is translucent
     vec3 wrap = kind == 0 ? vec3(0.45, 0.22, 0.15) : (kind == 2 ? vec3(0.5) : vec3(0.0));
     vec3 tangent = normalize(v_aux + vec3(1e-6));
+    float grazing = pow(1.0 - ndv, 4.0);
+    float fres = 1.0 + 3.0 * grazing;  // skin's highlight grows at grazing angles (Fresnel)
     for (int i = 0; i < 4; i++) {
         vec3 l = u_light_dir[i];
         float ndl = dot(n, l);
@@ -135,19 +137,21 @@ void main() {
         if (kind == 2) {  // Kajiya-Kay: a white primary lobe and a coloured, shifted secondary one
             float t1 = dot(normalize(tangent + 0.15 * n), h);
             float t2 = dot(normalize(tangent - 0.15 * n), h);
-            float s1 = pow(sqrt(max(1.0 - t1 * t1, 0.0)), 90.0);
-            float s2 = pow(sqrt(max(1.0 - t2 * t2, 0.0)), 24.0);
-            spec = v_mat.y * (vec3(s1) + 1.5 * s2 * albedo / max(luma(albedo), 0.02) * 0.3) * smoothstep(-0.3, 0.3, ndl);
+            float s1 = pow(max(1.0 - t1 * t1, 0.0), 45.0);  // sin^90
+            float s2 = pow(max(1.0 - t2 * t2, 0.0), 12.0);  // sin^24
+            spec = v_mat.y * (vec3(s1) + 0.45 * s2 * albedo / max(luma(albedo), 0.02)) * smoothstep(-0.3, 0.3, ndl);
             diff *= mix(0.55, 1.0, v_uv.y);
-        } else if (kind == 0) {  // a sharp oily lobe, a broad sheen, stronger at grazing angles (Fresnel)
-            float fres = 1.0 + 3.0 * pow(1.0 - ndv, 4.0);
-            spec = vec3(v_mat.y * (pow(ndh, 2.5 * v_mat.z) + 0.3 * pow(ndh, 0.5 * v_mat.z)) * fres * smoothstep(0.0, 0.2, ndl));
+        } else if (kind == 0) {  // a sharp oily lobe and a broad sheen
+            float broad = pow(ndh, 0.5 * v_mat.z);
+            float sharp = broad * broad;
+            sharp *= sharp * broad;  // ndh^(2.5 shininess)
+            spec = vec3(v_mat.y * (sharp + 0.3 * broad) * fres * smoothstep(0.0, 0.2, ndl));
         } else {
             spec = vec3(v_mat.y * pow(ndh, v_mat.z) * (ndl > 0.0 ? 1.0 : 0.0));
         }
         color += u_light_col[i] * (albedo * diff * mix(0.6, 1.0, ao) + spec);
     }
-    if (kind == 0) color += 0.25 * pow(1.0 - ndv, 4.0) * ambient * ao;  // soft rim sheen (fine hairs)
+    if (kind == 0) color += 0.25 * grazing * ambient * ao;  // soft rim sheen (fine hairs)
     if (kind == 4) color = albedo;
     if (kind == 3) {  // lens: reflections make it visible, mostly see-through
         float fres = pow(1.0 - ndv, 3.0);
