@@ -2,21 +2,32 @@
 
 Results go to stdout (one JSON object with --json); progress, warnings and errors go to stderr.
 Exit codes: 0 success, 1 an expected failure (bad input, no face, ...) reported as one line
-"Error: ...", 2 a usage error (unknown option, bad value), 130 interrupted (Ctrl-C).
+"Error: ...", 2 a usage error (unknown option, bad value), 130 interrupted (Ctrl-C, or SIGTERM
+from kill, timeout or a cancelled job: both stop cleanly, finishing the files in flight).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
+
+# convert and render run threads beside torch's (decoding, writing, MediaPipe's graphs). With
+# OpenMP's default spin-waiting, idle torch threads keep the cores busy and starve them: a
+# prediction took 1.5 s instead of 0.45 s on 2 busy cores. Set before torch loads; a user's own
+# setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
 from volume_cli import __version__
-from volume_cli.formats import SplatFormat
+from volume_cli.formats import MANIFEST_NAME, SplatFormat
 from volume_cli.pipeline import OnMissing
 from volume_cli.predictors import PredictorName
 
@@ -47,6 +58,26 @@ DeviceOpt = Annotated[Device, typer.Option(help="Where to run: auto picks cuda w
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
     print(f"Error: {message}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def os_error_message(e: OSError, target: Path) -> str:
+    """One line for an OSError met while writing ``target``: "out/frame_000003.ply: No space left on device"."""
+    return f"{e.filename or target}: {e.strerror or e}"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that a pipeline's kill
+    or timeout also leaves complete files and an up-to-date sequence.json (the default handler
+    ends the process at once). Signal handlers can only be set from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def resolve_device(device: Device) -> str:
@@ -99,7 +130,7 @@ def convert(
     every: Annotated[int, typer.Option(help="Convert every N-th frame.", min=1)] = 1,
     max_frames: Annotated[Optional[int], typer.Option(help="Convert at most N frames.", min=1)] = None,
     format: Annotated[SplatFormat, typer.Option("--format", help="Splat file format: ply (3DGS, lossless), splat (antimatter15, 32 B a splat), ply-compressed (SuperSplat, 16 B a splat).")] = SplatFormat.ply,
-    predictor: Annotated[PredictorName, typer.Option(help="Predictor: geometric (face mesh + head proxy, no learning).")] = PredictorName.geometric,
+    predictor: Annotated[PredictorName, typer.Option(help="Predictor: geometric (face mesh + head proxy, no learning) or unet (the trained network in weights/; none is shipped yet).")] = PredictorName.geometric,
     device: DeviceOpt = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Crops per predictor call.", min=1)] = 8,
     on_missing: Annotated[OnMissing, typer.Option(help="Frames with no face: skip (write nothing), hold (repeat the previous frame's splats), fail (stop before writing anything).")] = OnMissing.skip,
@@ -115,6 +146,7 @@ def convert(
     """
     from volume_cli import pipeline
     from volume_cli.predictors import load_predictor
+    from volume_cli.predictors.unet import WeightsError
     from volume_cli.progress import RichProgress, silence_native_stderr, warn
     from volume_cli.video import InputError, open_source
 
@@ -135,16 +167,21 @@ def convert(
     run_device = resolve_device(device)
     progress = RichProgress(enabled=not (quiet or as_json))
     try:
-        src = open_source(source, start_s=start, end_s=end, every=every, max_frames=max_frames)
-        model = load_predictor(predictor, run_device)
-        report = pipeline.convert(
-            src, output, model, settings, device=run_device, batch_size=batch_size,
-            overwrite=overwrite, resume=resume, progress=progress,
-        )
-    except InputError as e:
+        with sigterm_as_interrupt():
+            src = open_source(source, start_s=start, end_s=end, every=every, max_frames=max_frames)
+            model = load_predictor(predictor, run_device)
+            report = pipeline.convert(
+                src, output, model, settings, device=run_device, batch_size=batch_size,
+                overwrite=overwrite, resume=resume, progress=progress,
+            )
+    except (InputError, WeightsError) as e:
         raise fail(str(e))
+    except OSError as e:  # the output folder cannot be written: permissions, disk full, ...
+        raise fail(os_error_message(e, output))
     except KeyboardInterrupt:
         progress.stop()
+        if not (output / MANIFEST_NAME).exists():
+            raise fail("interrupted before any frame was written", EXIT_INTERRUPTED)
         raise fail(f"interrupted; {output} holds the frames finished so far. Run the same command with --resume to finish.", EXIT_INTERRUPTED)
     for w in report.warnings:
         warn(w, quiet or as_json)
@@ -217,23 +254,32 @@ def render(
         side_by_side=side_by_side, loop_frames=frames,
     )
     target = output if output is not None else png
+    if output is not None and output.is_dir():
+        raise fail(f"{output} is a folder; give a video file name (or use --png FOLDER)")
+    if output is not None and not output.absolute().parent.is_dir():
+        raise fail(f"cannot write {output}: {output.parent} is not an existing folder")
     if output is not None and output.exists() and not overwrite:
         raise fail(f"{output} exists; use --overwrite to replace it")
+    if png is not None and png.exists() and not png.is_dir():
+        raise fail(f"{png} exists and is not a folder")
     if png is not None and png.exists() and any(png.iterdir()) and not overwrite:
         raise fail(f"{png} is not empty; use --overwrite to write into it")
     run_device = resolve_device(device)
     progress = RichProgress(enabled=not (quiet or as_json))
     try:
-        seq = load_sequence(sequence)
-        if not seq.frames:
-            raise InputError(f"{sequence}: the sequence has no frames")
-        width, height = playback.output_size(seq, settings)
-        _, _, out_fps = playback.frame_times(seq, settings)
-        writer = VideoWriter(output, out_fps, width, height) if output is not None else PngWriter(png)
-        with writer:
-            report = playback.render_sequence(seq, writer, settings, device=run_device, progress=progress)
+        with sigterm_as_interrupt():
+            seq = load_sequence(sequence)
+            if not seq.frames:
+                raise InputError(f"{sequence}: the sequence has no frames")
+            width, height = playback.output_size(seq, settings)
+            _, _, out_fps = playback.frame_times(seq, settings)
+            writer = VideoWriter(output, out_fps, width, height) if output is not None else PngWriter(png)
+            with writer:
+                report = playback.render_sequence(seq, writer, settings, device=run_device, progress=progress)
     except (InputError, ValueError) as e:
         raise fail(str(e))
+    except OSError as e:
+        raise fail(os_error_message(e, target))
     except KeyboardInterrupt:
         progress.stop()
         raise fail("interrupted; no video was written" if output is not None else f"interrupted; {png} holds the frames rendered so far", EXIT_INTERRUPTED)
@@ -321,9 +367,14 @@ def bench(
         print(f"  render {name:<16}{ms:>8.1f} ms")
 
 
-from volume_cli.synth.cli_command import synth  # noqa: E402  (registered below, beside the others)
+# Commands written in their own packages, registered beside the others.
+from volume_cli.evaluate.cli_command import evaluate  # noqa: E402
+from volume_cli.synth.cli_command import synth  # noqa: E402
+from volume_cli.train.cli_command import train  # noqa: E402
 
 app.command("synth")(synth)
+app.command("train")(train)
+app.command("evaluate")(evaluate)
 
 
 def _ranges(indices: list[int]) -> str:

@@ -9,14 +9,20 @@ from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch, Predictor
 
 class PredictorName(str, enum.Enum):
     geometric = "geometric"
+    unet = "unet"
 
 
 def load_predictor(name: PredictorName, device: str) -> Predictor:
-    """Build the named predictor for ``device`` ("cpu" or "cuda"). Nothing is downloaded."""
+    """Build the named predictor for ``device`` ("cpu" or "cuda"). Nothing is downloaded; the
+    U-Net raises predictors.unet.WeightsError when weights/ holds no (valid) trained weights."""
     if name is PredictorName.geometric:
         from volume_cli.predictors.geometric import GeometricPredictor
 
         return GeometricPredictor()  # NumPy + MediaPipe: CPU whatever the device
+    if name is PredictorName.unet:
+        from volume_cli.predictors.unet import load_unet_predictor
+
+        return load_unet_predictor(device=device)  # weights/unet.safetensors, hash-checked
     raise ValueError(f"unknown predictor {name!r}")
 
 

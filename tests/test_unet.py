@@ -1,0 +1,182 @@
+"""The U-Net predictor: the Predictor contract (shapes, layer-major layout, frame), the head table's
+initial values, gradients to every head, and sha256-checked weight loading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from volume_cli import camera
+from volume_cli.gaussians import sh_dc_to_rgb
+from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
+from volume_cli.predictors import unet as U
+
+S = 32
+DISTANCE = 0.6
+
+
+def _batch(b: int = 2, size: int = S, seed: int = 0) -> CropBatch:
+    g = torch.Generator().manual_seed(seed)
+    f = size * DISTANCE / camera.CROP_EXTENT_M  # the pipeline's framing: extent 0.4 m at the head
+    K = torch.from_numpy(camera.intrinsics(f, f, size / 2, size / 2)).float().expand(b, 3, 3).clone()
+    return CropBatch(
+        images=torch.rand(b, 3, size, size, generator=g),
+        valid=torch.ones(b, size, size, dtype=torch.bool),
+        K=K,
+        head_center=torch.tensor([[0.0, 0.0, DISTANCE]] * b),
+        landmarks=torch.zeros(b, 478, 3),
+    )
+
+
+def _exact_bias_model() -> U.UNet:
+    """A model whose head weights are zero: its output is exactly the table's biases."""
+    torch.manual_seed(0)
+    model = U.UNet()
+    with torch.no_grad():
+        model.head.weight.zero_()
+    return model
+
+
+def test_head_table_is_consistent():
+    names = [(h.name, h.layer) for h in U.HEADS]
+    assert len(names) == len(set(names)), "each (head, layer) appears once"
+    assert all(len(h.bias) == h.channels for h in U.HEADS)
+    assert U.OUT_CHANNELS == sum(h.channels for h in U.HEADS) == 2 * 15
+    for layer in range(GAUSSIANS_PER_PIXEL):
+        assert {h.name for h in U.HEADS if h.layer == layer} == {"depth", "offset", "opacity", "scale", "rotation", "colour"}
+
+
+@pytest.mark.parametrize("b", [1, 3])
+def test_predict_shapes_and_layer_major_layout(b):
+    """[B, 2 S S] Gaussians; index k < S*S is pixel (k % S, k // S) of the first layer, S*S + k the
+    same pixel's second Gaussian: with zero head weights each mean projects onto its pixel centre."""
+    batch = _batch(b)
+    g = U.UNetPredictor(_exact_bias_model()).predict(batch)
+    n = GAUSSIANS_PER_PIXEL * S * S
+    assert g.means.shape == (b, n, 3) and g.quats.shape == (b, n, 4) and g.log_scales.shape == (b, n, 3)
+    assert g.opacity_logits.shape == (b, n) and g.sh.shape == (b, n, 1, 3)
+    assert bool(g.finite_mask().all())
+    K = batch.K[0].double().numpy()
+    pix = camera.project(K, g.means[0].double().numpy())  # [2 S S, 2]
+    v, u = np.mgrid[0:S, 0:S] + 0.5
+    expected = np.stack([u.ravel(), v.ravel()], -1)
+    np.testing.assert_allclose(pix[: S * S], expected, atol=1e-3)  # float32 means: ~1e-5 px
+    np.testing.assert_allclose(pix[S * S:], expected, atol=1e-3)
+    # direct colour sampling: the first layer's colour is its pixel's colour
+    rgb = sh_dc_to_rgb(g.sh[:, : S * S, 0])
+    torch.testing.assert_close(rgb, batch.images.permute(0, 2, 3, 1).reshape(b, S * S, 3), atol=1e-5, rtol=0)
+
+
+def test_initial_values_are_the_documented_ones():
+    """Zero head weights: exactly the table's values. The default init (std 1e-3 head weights, raw
+    outputs within ~ +-0.015) stays within a budget of them: 3 % relative, 1 cm in depth."""
+    batch = _batch(2)
+    pixel_m = DISTANCE / float(batch.K[0, 0, 0])
+    for model, tol, depth_tol in ((_exact_bias_model(), 1e-4, 1e-5), (U.UNet(), 0.03, 0.01)):
+        g = U.UNetPredictor(model).predict(batch)
+        front, back = slice(0, S * S), slice(S * S, 2 * S * S)
+        z = g.means[..., 2]
+        # depth: 8 cm and 5 cm in front of the head centre (the offset starts at 0)
+        assert torch.allclose(z[:, front], torch.full_like(z[:, front], DISTANCE - 0.08), atol=depth_tol)
+        assert torch.allclose(z[:, back], torch.full_like(z[:, back], DISTANCE - 0.05), atol=depth_tol)
+        op = g.opacities()
+        assert torch.allclose(op[:, front], torch.full_like(op[:, front], 0.5), atol=tol)
+        assert torch.allclose(op[:, back], torch.full_like(op[:, back], 0.05), atol=tol)
+        sc = g.scales() / pixel_m  # in crop pixels at the head
+        assert torch.allclose(sc[:, front], torch.full_like(sc[:, front], 0.5), rtol=tol)
+        assert torch.allclose(sc[:, back], torch.full_like(sc[:, back], 1.0), rtol=tol)
+        q = g.unit_quats()
+        assert torch.allclose(q[..., 0], torch.ones_like(q[..., 0]), atol=tol)
+        rgb = sh_dc_to_rgb(g.sh[..., 0, :])
+        pixels = batch.images.permute(0, 2, 3, 1).reshape(2, S * S, 3)
+        assert torch.allclose(rgb[:, front], pixels, atol=tol) and torch.allclose(rgb[:, back], pixels, atol=tol)
+
+
+def test_distance_adaptive_scaling():
+    """The same crop framed at twice the distance (twice the focal, so the head covers the same
+    pixels): the geometry is the same metric head, moved to the new distance. Depth offsets from the
+    head centre and splat sizes in metres stay put (exactly for the table's biases; for a random
+    network up to what the changed ray input moves its outputs)."""
+    near = _batch(1)
+    K_far = near.K.clone()
+    K_far[:, 0, 0] *= 2
+    K_far[:, 1, 1] *= 2
+    far = CropBatch(images=near.images, valid=near.valid, K=K_far, head_center=near.head_center * 2, landmarks=near.landmarks)
+    for model, depth_tol, log_tol in ((_exact_bias_model(), 1e-6, 1e-5), (U.UNet(), 2e-3, 0.01)):
+        gn, gf = U.UNetPredictor(model).predict(near), U.UNetPredictor(model).predict(far)
+        offset_near = gn.means[..., 2] - DISTANCE
+        offset_far = gf.means[..., 2] - 2 * DISTANCE
+        assert torch.allclose(offset_far, offset_near, atol=depth_tol)
+        assert torch.allclose(gf.log_scales, gn.log_scales, atol=log_tol)
+
+
+def test_gradients_reach_every_head_and_parameter():
+    from volume_cli.render import render
+
+    torch.manual_seed(1)
+    model = U.UNet()
+    batch = _batch(1)
+    g = U.predict_gaussians(model, batch.images, batch.valid, batch.K, batch.head_center[:, 2])[0]
+    turn = np.eye(4, dtype=np.float32)
+    c, s = math.cos(0.3), math.sin(0.3)
+    turn[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+    turn[:3, 3] = turn[:3, :3] @ [0, 0, -DISTANCE] + [0, 0, DISTANCE]  # orbit about the head centre
+    views = np.stack([np.eye(4, dtype=np.float32), turn])
+    out = render(g, views, batch.K.expand(2, 3, 3).numpy(), S, S, background=(0.3, 0.3, 0.3), backend="torch")
+    target = torch.rand(2, S, S, 3, generator=torch.Generator().manual_seed(2))
+    loss = (out.rgb - target).abs().mean() + out.alpha.mean() + out.depth.mean()
+    loss.backward()
+    for p_name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), p_name
+    grad_rows = model.head.weight.grad.reshape(U.OUT_CHANNELS, -1).norm(dim=1)
+    for h in U.HEADS:
+        assert float(grad_rows[U.HEAD_SLICES[(h.name, h.layer)]].max()) > 0, f"no gradient to {h.name}[{h.layer}]"
+
+
+def test_predict_rejects_a_size_the_unet_cannot_take():
+    with pytest.raises(ValueError, match="divisible by 16"):
+        U.UNetPredictor(U.UNet()).predict(_batch(1, size=40))
+
+
+def test_weights_round_trip_and_sha256_check(tmp_path):
+    pytest.importorskip("safetensors")
+    torch.manual_seed(3)
+    model = U.UNet((16, 16, 32, 32, 64))
+    path = tmp_path / "unet.safetensors"
+    card = U.save_weights(model, path, {"steps": 0, "note": "test"})
+    assert card["sha256"] == U.sha256_file(path) and card["architecture"]["widths"] == [16, 16, 32, 32, 64]
+    predictor = U.load_unet_predictor(path)
+    assert predictor.weights_sha256 == card["sha256"]
+    batch = _batch(1)
+    torch.testing.assert_close(predictor.predict(batch).means, U.UNetPredictor(model).predict(batch).means)
+    # the caller's expected hash must match too
+    with pytest.raises(U.WeightsError, match="caller expects"):
+        U.load_weights(path, expected_sha256="0" * 64)
+    # a card that records another hash
+    cpath = U.card_path(path)
+    bad = dict(card, sha256="f" * 64)
+    cpath.write_text(json.dumps(bad))
+    with pytest.raises(U.WeightsError, match="model card expects"):
+        U.load_weights(path)
+    # a file changed after the card was written
+    cpath.write_text(json.dumps(card))
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(U.WeightsError, match="refusing to load"):
+        U.load_weights(path)
+    with pytest.raises(U.WeightsError, match="no U-Net weights"):
+        U.load_weights(tmp_path / "missing.safetensors")
+
+
+def test_shipped_weights_folder_holds_no_random_weights():
+    """Until a trained model exists, weights/ has a README and nothing that loads."""
+    folder = U.DEFAULT_WEIGHTS.parent
+    assert (folder / "README.md").is_file()
+    if U.DEFAULT_WEIGHTS.exists():  # once shipped, it must load and carry its validation metrics
+        _, card = U.load_weights(U.DEFAULT_WEIGHTS)
+        assert card["steps"] > 0 and card["validation"]

@@ -1,0 +1,355 @@
+"""The learned predictor: a lightweight U-Net from the crop (and its camera) to two Gaussians per
+pixel, as in VoluMe (ICCV 2025) on top of Splatter Image (CVPR 2024).
+
+Input, per crop, 7 channels at S x S (S divisible by 16):
+    rgb * 2 - 1      3   the crop, centred
+    ray              3   unit direction of the pixel's ray in the virtual-camera frame (pixel
+                         centres at +0.5): tells the network the field of view, hence the distance
+    valid            1   1 inside the original frame, 0 where the crop ran off it (black there)
+
+Network: five resolution levels (S, S/2, ..., S/16), two 3x3 convolutions per level (GroupNorm,
+SiLU), average-pool down, bilinear up, skip connections by concatenation, no self-attention; a
+1x1 convolution gives every head of :data:`HEADS` at full resolution.
+
+Geometry is predicted in head-relative metric units and placed at the crop's head distance
+``d = CropBatch.head_center[:, 2]`` (VoluMe's distance-adaptive scaling): the network says how far
+in front of or behind the head centre a pixel's surface lies, and how large a splat is in crop
+pixels at the head's distance (``d / fx`` metres, which the pipeline's framing keeps at
+``CROP_EXTENT_M / S``). The same weights therefore work near and far.
+
+Output: :class:`~volume_cli.gaussians.Gaussians` [B, 2 * S * S, ...] in the virtual-camera frame,
+layer-major (all first-layer Gaussians in row-major pixel order, then the second layer). The first
+layer's colour is the input pixel plus a learned correction ("direct colour sampling"), which
+makes the input view right from the first step; the second layer carries what lies behind or
+shows through the first (hair, the far side of glasses, the gaps a turned head opens).
+
+Weights ship as ``weights/unet.safetensors`` with a model card ``weights/unet.json`` (architecture,
+training config, data seed, steps, device, validation metrics, the file's sha256). Loading is
+offline and refuses a file whose sha256 differs from the card's (or the caller's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
+from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
+
+IN_CHANNELS = 7  # rgb, ray direction, valid (see the module docstring)
+LEVELS = 5  # resolutions S, S/2, S/4, S/8, S/16
+DEFAULT_WIDTHS = (32, 48, 96, 128, 192)  # channels per level; ~2.0 M parameters
+GROUPS = 8  # GroupNorm groups (batch-size independent: batch 1 at inference behaves as in training)
+# Head 1x1 convolution weights start this small, so the initial output is the table's biases
+# (plus a little) while every weight still receives a gradient from the first step.
+HEAD_INIT_STD = 1e-3
+
+# --- ranges of the activations (used by HEADS and :func:`to_gaussians`) -------------------------
+# z = d + DEPTH_SPAN_M * tanh(raw): the surface within 0.4 m of the head centre, far enough for the
+# tip of the nose (~0.1 m in front), the back of the hair (~0.12 m behind) and the shoulders.
+DEPTH_SPAN_M = 0.4
+# A free 3D offset of at most 2 cm per axis (~13 crop pixels at S = 256): lets a splat leave its
+# ray at silhouettes and for thin structures (strands, glasses frames).
+OFFSET_MAX_M = 0.02
+# Standard deviations in crop pixels at the head's distance, in [SCALE_MIN_PX, SCALE_MAX_PX]: a
+# bounded sigmoid, so a single bad output can never make a splat that covers the whole image.
+SCALE_MIN_PX = 0.02
+SCALE_MAX_PX = 16.0
+# First-layer colour = pixel + FRONT_COLOUR_SPAN * tanh(raw): a correction like the geometric
+# predictor's Richardson steps (which move colours by up to 0.25), with room to spare.
+FRONT_COLOUR_SPAN = 0.5
+# Second-layer colour = pixel + BACK_COLOUR_SPAN * tanh(raw): starts from the pixel (what lies
+# behind is often alike: hair behind hair, skin behind skin) but may become any colour in [0, 1].
+BACK_COLOUR_SPAN = 1.0
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _scale_bias(px: float) -> float:
+    """Pre-activation value giving a standard deviation of ``px`` crop pixels."""
+    return _logit((px - SCALE_MIN_PX) / (SCALE_MAX_PX - SCALE_MIN_PX))
+
+
+@dataclass(frozen=True)
+class Head:
+    """One output head: ``channels`` of the final 1x1 convolution for Gaussian ``layer`` (0 =
+    front, 1 = behind), the initial bias of each channel in pre-activation space, and the name of
+    the activation :func:`to_gaussians` applies."""
+
+    name: str
+    layer: int
+    channels: int
+    bias: tuple[float, ...]
+    activation: str
+
+
+# THE table: every channel the network outputs, what it becomes, and where it starts.
+HEADS: tuple[Head, ...] = (
+    # depth: z = d + 0.4 tanh(raw) metres along the pixel's ray (z-depth). Front layer starts 8 cm in
+    # front of the head centre (the face surface: the eyes are ~8 cm in front of it,
+    # face.HEAD_CENTER_BEHIND_EYES_M); the back layer 3 cm behind that.
+    Head("depth", 0, 1, (math.atanh(-0.08 / DEPTH_SPAN_M),), "tanh_depth"),
+    Head("depth", 1, 1, (math.atanh(-0.05 / DEPTH_SPAN_M),), "tanh_depth"),
+    # offset: 0.02 tanh(raw) metres per axis, starting on the ray.
+    Head("offset", 0, 3, (0.0, 0.0, 0.0), "tanh_offset"),
+    Head("offset", 1, 3, (0.0, 0.0, 0.0), "tanh_offset"),
+    # opacity: sigmoid, stored as the logit itself. Front starts at 0.5 (undecided between person and
+    # background, where the sigmoid is steepest); back at logit(0.05), nearly hidden, so the input
+    # view is first learned through the front layer's direct colours.
+    Head("opacity", 0, 1, (_logit(0.5),), "sigmoid"),
+    Head("opacity", 1, 1, (_logit(0.05),), "sigmoid"),
+    # scale: per-axis standard deviation = (d / fx) * (0.02 + 15.98 sigmoid(raw)), in crop pixels at
+    # the head's distance. Front starts at 0.5 px (covers its own pixel, overlaps neighbours a little
+    # so gradients reach them); back at 1.0 px (wider, fills gaps seen from the side).
+    Head("scale", 0, 3, (_scale_bias(0.5),) * 3, "sigmoid_scale"),
+    Head("scale", 1, 3, (_scale_bias(1.0),) * 3, "sigmoid_scale"),
+    # rotation: quaternion (w, x, y, z), normalised on use; starts at the identity (and, with equal
+    # scales, the initial splats are round anyway).
+    Head("rotation", 0, 4, (1.0, 0.0, 0.0, 0.0), "normalise"),
+    Head("rotation", 1, 4, (1.0, 0.0, 0.0, 0.0), "normalise"),
+    # colour: rgb = input pixel + span * tanh(raw) (direct colour sampling), starting at the pixel;
+    # span 0.5 for the front layer, 1.0 for the back layer (see the constants above).
+    Head("colour", 0, 3, (0.0, 0.0, 0.0), "pixel_plus_tanh"),
+    Head("colour", 1, 3, (0.0, 0.0, 0.0), "pixel_plus_tanh"),
+)
+OUT_CHANNELS = sum(h.channels for h in HEADS)
+assert {h.layer for h in HEADS} == set(range(GAUSSIANS_PER_PIXEL))
+
+
+def _head_slices() -> dict[tuple[str, int], slice]:
+    out, start = {}, 0
+    for h in HEADS:
+        out[(h.name, h.layer)] = slice(start, start + h.channels)
+        start += h.channels
+    return out
+
+
+HEAD_SLICES = _head_slices()
+
+
+# --- the network ---------------------------------------------------------------------------------
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 convolutions, each followed by GroupNorm and SiLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(GROUPS, c_out), nn.SiLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(GROUPS, c_out), nn.SiLU(),
+    )
+
+
+class UNet(nn.Module):
+    """Five-level U-Net: [B, IN_CHANNELS, S, S] -> raw head outputs [B, OUT_CHANNELS, S, S].
+
+    widths: channels at each of the five levels (each divisible by GROUPS). The outputs are
+    pre-activation; :func:`to_gaussians` activates them by :data:`HEADS`.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != LEVELS or any(w % GROUPS for w in widths):
+            raise ValueError(f"widths must be {LEVELS} channel counts divisible by {GROUPS}, got {widths}")
+        self.widths = widths
+        self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((IN_CHANNELS,) + widths[:-1], widths)])
+        self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
+        self.head = nn.Conv2d(widths[0], OUT_CHANNELS, 1)
+        nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.tensor([b for h in HEADS for b in h.bias]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.avg_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        skips.pop()  # the bottom level feeds the decoder directly
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+
+def pixel_rays(K: Tensor, size: int) -> Tensor:
+    """Rays through the pixel centres (+0.5) of an S x S crop with intrinsics K [B, 3, 3], as
+    [B, S, S, 3] with z = 1 (so that ``ray * z`` is the point at z-depth z)."""
+    centres = torch.arange(size, device=K.device, dtype=K.dtype) + 0.5
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    x = (u[None] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
+    y = (v[None] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
+    return torch.stack([x, y, torch.ones_like(x)], dim=-1)
+
+
+def network_input(images: Tensor, valid: Tensor, K: Tensor) -> Tensor:
+    """[B, IN_CHANNELS, S, S] from images [B, 3, S, S] in [0, 1], valid [B, S, S], K [B, 3, 3]."""
+    rays = pixel_rays(K.float(), images.shape[-1])
+    unit = rays / rays.norm(dim=-1, keepdim=True)
+    return torch.cat([images * 2 - 1, unit.permute(0, 3, 1, 2).to(images), valid[:, None].to(images)], dim=1)
+
+
+def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor) -> Gaussians:
+    """Activate raw head outputs [B, OUT_CHANNELS, S, S] into Gaussians [B, 2 S S, ...] in the
+    virtual-camera frame (see :data:`HEADS` for each activation).
+
+    images: [B, 3, S, S] the crops in [0, 1] (for direct colour sampling); K: [B, 3, 3];
+    distance: [B] head distance in metres (z of the head centre on the optical axis).
+    """
+    b, _, s, _ = raw.shape
+    raw = raw.float()
+    rays = pixel_rays(K.float(), s).reshape(b, s * s, 3)
+    pixel_m = (distance.float() / K[:, 0, 0].float())[:, None, None]  # metres per crop pixel at the head
+    pixels = images.float().permute(0, 2, 3, 1).reshape(b, s * s, 3)
+
+    def get(name: str, layer: int) -> Tensor:  # [B, S*S, C]
+        return raw[:, HEAD_SLICES[(name, layer)]].permute(0, 2, 3, 1).reshape(b, s * s, -1)
+
+    spans = (FRONT_COLOUR_SPAN, BACK_COLOUR_SPAN)
+    layers = []
+    for layer in range(GAUSSIANS_PER_PIXEL):
+        z = distance.float()[:, None, None] + DEPTH_SPAN_M * torch.tanh(get("depth", layer))
+        means = rays * z + OFFSET_MAX_M * torch.tanh(get("offset", layer))
+        scale_px = SCALE_MIN_PX + (SCALE_MAX_PX - SCALE_MIN_PX) * torch.sigmoid(get("scale", layer))
+        rgb = pixels + spans[layer] * torch.tanh(get("colour", layer))
+        layers.append(dict(
+            means=means,
+            quats=get("rotation", layer),  # the container normalises on activation
+            log_scales=torch.log(scale_px * pixel_m),
+            opacity_logits=get("opacity", layer)[..., 0],
+            sh=rgb_to_sh_dc(rgb)[:, :, None, :],
+        ))
+    return Gaussians(**{k: torch.cat([layer[k] for layer in layers], dim=1) for k in layers[0]})
+
+
+def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Tensor) -> Gaussians:
+    """The differentiable forward pass used in training and inference: crops [B, 3, S, S] in
+    [0, 1], valid [B, S, S], K [B, 3, 3], head distance [B] metres -> Gaussians [B, 2 S S, ...]."""
+    return to_gaussians(model(network_input(images, valid, K)), images, K, distance)
+
+
+# --- the Predictor --------------------------------------------------------------------------------
+
+class UNetPredictor:
+    """:class:`~volume_cli.predictors.base.Predictor` around a :class:`UNet`. Runs on the model's
+    device (batch moved there); returns Gaussians on that device."""
+
+    name = "unet"
+
+    def __init__(self, model: UNet, weights_sha256: str | None = None, amp: bool = False) -> None:
+        self.model = model.eval()
+        self.weights_sha256 = weights_sha256
+        self.amp = amp  # bf16 autocast for the network (CUDA); activations stay float32
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def predict(self, batch: CropBatch) -> Gaussians:
+        s = batch.size
+        if s % 2 ** (LEVELS - 1):
+            raise ValueError(f"the U-Net needs a crop size divisible by {2 ** (LEVELS - 1)}, got {s}")
+        dev = self.device
+        images, valid, K = batch.images.to(dev).float(), batch.valid.to(dev), batch.K.to(dev).float()
+        distance = batch.head_center[:, 2].to(dev).float()
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp and dev.type == "cuda"):
+            raw = self.model(network_input(images, valid, K))
+        with torch.inference_mode():
+            return to_gaussians(raw, images, K, distance)
+
+
+# --- weights: safetensors + model card, sha256-checked ---------------------------------------------
+
+WEIGHTS_FORMAT = "volume-unet"
+WEIGHTS_FORMAT_VERSION = 1
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "unet.safetensors"
+
+
+class WeightsError(ValueError):
+    """Missing, unreadable or tampered weights."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def card_path(weights: Path) -> Path:
+    """The model card beside a weights file: ``unet.safetensors`` -> ``unet.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def architecture(model: UNet) -> dict:
+    """What a card records to rebuild the network (and what it outputs)."""
+    return {
+        "name": "unet", "widths": list(model.widths), "in_channels": IN_CHANNELS, "levels": LEVELS,
+        "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
+        "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
+        "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
+                   "colour_span": [FRONT_COLOUR_SPAN, BACK_COLOUR_SPAN]},
+    }
+
+
+def save_weights(model: UNet, path: Path, card: dict) -> dict:
+    """Write ``path`` (safetensors, float32) and its model card (``card`` plus architecture, format
+    and the file's sha256), each atomically. Returns the card written."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": WEIGHTS_FORMAT})
+    tmp.chmod(0o644)  # a shippable file, readable by all like the rest of the repo
+    tmp.replace(path)
+    full = {"format": WEIGHTS_FORMAT, "format_version": WEIGHTS_FORMAT_VERSION, **card,
+            "architecture": architecture(model), "parameters": sum(v.numel() for v in state.values()),
+            "file": path.name, "sha256": sha256_file(path)}
+    cpath = card_path(path)
+    tmp_card = cpath.with_name(cpath.name + ".tmp")
+    tmp_card.write_text(json.dumps(full, indent=2) + "\n")
+    tmp_card.replace(cpath)
+    return full
+
+
+def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = None, device: str = "cpu") -> tuple[UNet, dict]:
+    """Rebuild the U-Net from ``path`` and its card, offline. The file's sha256 must equal the card's
+    and, when given, ``expected_sha256``; anything else raises :class:`WeightsError`."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cpath = card_path(path)
+    if not path.is_file():
+        raise WeightsError(f"no U-Net weights at {path} (train them with `volume train`; see weights/README.md)")
+    if not cpath.is_file():
+        raise WeightsError(f"no model card {cpath} beside {path}")
+    card = json.loads(cpath.read_text())
+    if card.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{cpath} is not a {WEIGHTS_FORMAT} model card")
+    actual = sha256_file(path)
+    for source, wanted in (("the model card", card.get("sha256")), ("the caller", expected_sha256)):
+        if wanted is not None and wanted != actual:
+            raise WeightsError(f"sha256 of {path} is {actual}, but {source} expects {wanted}: refusing to load")
+    if card.get("sha256") is None:
+        raise WeightsError(f"{cpath} records no sha256")
+    model = UNet(widths=tuple(card["architecture"]["widths"]))
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model.to(device), card
+
+
+def load_unet_predictor(path: Path = DEFAULT_WEIGHTS, device: str = "cpu", expected_sha256: str | None = None) -> UNetPredictor:
+    """The predictor for ``volume convert --predictor unet``: weights from ``path``, checked."""
+    model, card = load_weights(path, expected_sha256, device)
+    return UNetPredictor(model, weights_sha256=card["sha256"], amp=device.startswith("cuda"))

@@ -1,0 +1,124 @@
+"""The ``volume train`` command (register in ``volume_cli/cli.py`` with ``app.command("train")(train)``).
+
+Also runnable without the registration, e.g. on a GPU machine: ``python -m volume_cli.train.cli_command``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class RenderBackend(str, enum.Enum):
+    auto = "auto"
+    torch = "torch"
+    gsplat = "gsplat"
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available here")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return name
+
+
+def train(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, config.json.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output (its model, data and loss settings are kept).")] = False,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Train until this step.")] = 100_000,
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", min=0.1, help="Stop cleanly, with a checkpoint, before this many minutes have passed.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per step.")] = 8,
+    size: Annotated[int, typer.Option("--size", min=32, max=1024, help="Crop side S (a multiple of 16).")] = 256,
+    views: Annotated[int, typer.Option("--views", min=1, max=16, help="Views per example: the input view plus novel views.")] = 4,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (after a linear warm-up).")] = 2e-4,
+    warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up.")] = 500,
+    seed: Annotated[int, typer.Option("--seed", help="Run seed of the training people (sample i: sample_seed(seed, i)).")] = 0,
+    init_seed: Annotated[int, typer.Option("--init-seed", help="Seed of the initial weights.")] = 0,
+    widths: Annotated[str, typer.Option("--widths", help="Channels of the five U-Net levels, comma-separated.")] = "32,48,96,128,192",
+    stability: Annotated[bool, typer.Option("--stability/--no-stability", help="The stability loss on same-moment jitter pairs (off: the ablation).")] = True,
+    stability_weight: Annotated[float, typer.Option("--stability-weight", min=0.0, help="Weight of the stability loss.")] = 0.5,
+    distance_noise: Annotated[float, typer.Option("--distance-noise", min=0.0, help="Log-normal std of the head-distance error given to the network.")] = 0.05,
+    render_backend: Annotated[RenderBackend, typer.Option("--render-backend", help="Rasteriser for the losses: auto = gsplat on CUDA when installed, else torch.")] = RenderBackend.auto,
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast for the network on CUDA.")] = True,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-rendering processes (0: in the training process).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Checkpoint every N steps (also on SIGTERM, Ctrl-C and at the budget).")] = 500,
+    log_every: Annotated[int, typer.Option("--log-every", min=1, help="Log mean losses every N steps.")] = 10,
+    val_every: Annotated[int, typer.Option("--val-every", min=0, help="Validate every N steps (0: never).")] = 1000,
+    val_count: Annotated[int, typer.Option("--val-count", min=0, help="Held-out validation examples.")] = 8,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    export: Annotated[Optional[Path], typer.Option("--export", file_okay=False, help="Also write shippable weights (unet.safetensors + unet.json) into this folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
+) -> None:
+    """Train the U-Net predictor on synthetic heads rendered on the fly; checkpoint and resume.
+
+    Example: volume train -o runs/unet --steps 20000 --max-minutes 9 --workers 12 --resume
+    """
+    from volume_cli.train.loop import RunControl, TrainConfig, run
+    from volume_cli.train.losses import LossWeights
+
+    show = not quiet and not json_output
+
+    def progress(record: dict) -> None:
+        if not show:
+            return
+        if record["kind"] == "train":
+            print(f"step {record['step']}: loss {record['total']:.4f} (input {record['input_view']:.4f}, "
+                  f"novel {record.get('novel_views', float('nan')):.4f}, stability {record.get('stability', 0.0):.4f}) "
+                  f"{record['step_s']:.2f} s/step", file=sys.stderr, flush=True)
+        elif record["kind"] == "val":
+            print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in record.items() if isinstance(v, float)),
+                  file=sys.stderr, flush=True)
+
+    try:
+        dev = _device(device)
+        try:
+            width_tuple = tuple(int(w) for w in widths.split(","))
+        except ValueError as exc:
+            raise ValueError(f"--widths must be comma-separated integers, got {widths!r}") from exc
+        if size % 16:
+            raise ValueError(f"--size must be a multiple of 16, got {size}")
+        config = None if resume else TrainConfig(
+            run_seed=seed, init_seed=init_seed, size=size, views=views, batch_size=batch_size, lr=lr,
+            warmup_steps=warmup_steps, widths=width_tuple, distance_noise=distance_noise,
+            loss_weights=LossWeights(stability=stability_weight if stability else 0.0),
+            render_backend=render_backend.value, amp=amp,
+        )
+        control = RunControl(steps=steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every, log_every=log_every,
+                             val_every=val_every, val_count=val_count, workers=workers, device=dev)
+        summary = run(output, config, control, resume=resume, export=export, progress=progress)
+    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError, OSError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # the synthetic generator's own errors (no EGL, no MakeHuman data)
+        from volume_cli.synth.assets import SynthAssetsError
+        from volume_cli.synth.renderer import EGLUnavailableError
+
+        if isinstance(exc, (SynthAssetsError, EGLUnavailableError)):
+            print(f"Error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from exc
+        raise
+    if json_output:
+        print(json.dumps(summary))
+    else:
+        val = summary["validation"] or {}
+        extra = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float))
+        print(f"step {summary['step']} ({summary['stopped']}) -> {summary['checkpoint']}"
+              + (f"; validation: {extra}" if extra else "")
+              + (f"; weights -> {summary['exported']}" if "exported" in summary else ""))
+    if summary["stopped"] == "interrupted":
+        raise typer.Exit(130)
+
+
+if __name__ == "__main__":
+    typer.run(train)

@@ -1,0 +1,156 @@
+"""Training examples from the synthetic generator, rendered on the fly.
+
+An example (tensors, float32 unless noted; S crop side, V target views, view 0 = the crop camera):
+
+    image            [3, S, S]     the crop in [0, 1] (as ``volume convert`` would cut it)
+    valid            [S, S] bool   crop pixels inside the input frame
+    K                [3, 3]        crop (virtual) camera intrinsics
+    distance         []            head distance given to the network, metres: the crop's framing
+                                   distance (focal = S d / CROP_EXTENT_M) times ``distance_scale``
+    distance_scale   []            exp(N(0, distance_noise)): the error of a real distance estimate
+                                   (eye spacing differs between people). The consistent answer for
+                                   the network is then the true scene scaled by it about the camera
+                                   centre, which projects to the same crop
+    background       [3]           random solid colour the views are composited on for the losses
+    target_rgb       [V, 3, S, S]  views, PREMULTIPLIED by alpha (over black)
+    target_alpha     [V, S, S]
+    target_depth     [V, S, S]     camera z, metres, 0 = background
+    target_K         [V, 3, 3]
+    view_from_crop   [V, 4, 4]     crop-camera frame -> view camera (view 0: the identity)
+    pair_image, pair_valid, pair_view_from_crop
+                                   the stability partner: the SAME frame re-cropped by a virtual
+                                   camera turned by a small random rotation (same distance, so the
+                                   same K), plus fresh sensor noise. Both crops show the same moment,
+                                   so in the world frame their ideal predictions are identical: the
+                                   known motion between them is exactly zero.
+
+Every random choice of example ``index`` comes from ``(AUG_SALT, run_seed, index)``, so the data is
+the same whatever the number of workers, and a resumed run sees exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from volume_cli import camera
+
+AUG_SALT = 0xA06
+# Pair jitter: the partner's virtual camera is aimed at a point moved by N(0, PAIR_AIM_STD) times
+# the distance across the view (0.5 % ~ 2 crop pixels at S = 256, 0.6 m): the size of a smoothed
+# track's frame-to-frame wobble.
+PAIR_AIM_STD = 0.005
+# Extra sensor noise on the partner crop (std, in [0, 1] units, ~2.5/255): a webcam's temporal noise.
+PAIR_NOISE_STD = 0.01
+# Relative error of the head-distance estimate (log-normal std): the spread of adult eye spacing
+# around camera.INTERPUPILLARY_M is ~5 %.
+DISTANCE_NOISE = 0.05
+
+
+def framing_distance(K: np.ndarray, size: int) -> float:
+    """The distance a crop camera was framed for: ``camera.virtual_camera`` sets fx = S d / extent."""
+    return float(K[0, 0] * camera.CROP_EXTENT_M / size)
+
+
+def valid_mask(frame_hw: tuple[int, int], K_in: np.ndarray, cam: camera.VirtualCamera) -> np.ndarray:
+    """[S, S] bool: crop pixels that see the input frame (as ``framing.frame_crop`` computes it)."""
+    inside = camera.warp_crop(np.full(frame_hw, 255, np.uint8), K_in, cam)
+    return inside > 250
+
+
+def jittered_camera(cam: camera.VirtualCamera, rng: np.random.Generator, aim_std: float = PAIR_AIM_STD) -> camera.VirtualCamera:
+    """The same virtual camera re-aimed at a point moved sideways by N(0, aim_std) * distance, at
+    the same distance (so the same K)."""
+    d = framing_distance(cam.K, cam.size)
+    aim = cam.R.T @ np.array([0.0, 0.0, d])
+    aim = aim + cam.R.T @ np.array([rng.normal(0, aim_std * d), rng.normal(0, aim_std * d), 0.0])
+    aim = aim / np.linalg.norm(aim) * d
+    new = camera.virtual_camera(aim, cam.size)
+    return camera.VirtualCamera(R=new.R, K=cam.K.copy(), size=cam.size)
+
+
+def _w2c(R: np.ndarray) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = R
+    return T
+
+
+def make_example(sample: dict, rng: np.random.Generator, *, distance_noise: float = DISTANCE_NOISE,
+                 pair: bool = True) -> dict[str, torch.Tensor]:
+    """One training example (see the module docstring) from a ``generate_sample`` dict (numpy;
+    needs ``input_image``)."""
+    size = sample["crop"].shape[0]
+    K, R = sample["crop_K"], sample["crop_R"]
+    cam = camera.VirtualCamera(R=R, K=K, size=size)
+    K_in = sample["input_K"]
+    frame_hw = sample["input_image"].shape[:2]
+    scale = float(np.exp(rng.normal(0.0, distance_noise))) if distance_noise > 0 else 1.0
+    crop_from_world = _w2c(R)
+    view_from_crop = sample["target_w2c"] @ np.linalg.inv(crop_from_world)
+    f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    out = {
+        "image": f32(sample["crop"]).permute(2, 0, 1) / 255.0,
+        "valid": torch.from_numpy(valid_mask(frame_hw, K_in, cam)),
+        "K": f32(K),
+        "distance": torch.tensor(framing_distance(K, size) * scale, dtype=torch.float32),
+        "distance_scale": torch.tensor(scale, dtype=torch.float32),
+        "background": f32(rng.uniform(0.0, 1.0, 3)),
+        "target_rgb": f32(sample["target_rgb"]).permute(0, 3, 1, 2) / 255.0,
+        "target_alpha": f32(sample["target_alpha"]) / 255.0,
+        "target_depth": f32(sample["target_depth"]),
+        "target_K": f32(sample["target_K"]),
+        "view_from_crop": f32(view_from_crop),
+    }
+    if pair:
+        cam2 = jittered_camera(cam, rng)
+        crop2 = camera.warp_crop(sample["input_image"], K_in, cam2).astype(np.float32) / 255.0
+        crop2 = np.clip(crop2 + rng.normal(0.0, PAIR_NOISE_STD, crop2.shape), 0.0, 1.0)
+        out["pair_image"] = f32(crop2).permute(2, 0, 1)
+        out["pair_valid"] = torch.from_numpy(valid_mask(frame_hw, K_in, cam2))
+        out["pair_view_from_crop"] = f32(sample["target_w2c"] @ np.linalg.inv(_w2c(cam2.R)))
+    return out
+
+
+def collate(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def example_rng(run_seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([AUG_SALT, int(run_seed), int(index)])
+
+
+def render_example(run_seed: int, index: int, *, size: int, views: int, distance_noise: float = DISTANCE_NOISE,
+                   pair: bool = True) -> dict[str, torch.Tensor]:
+    """Example ``index`` of run ``run_seed``: sample seed ``sample_seed(run_seed, index)``."""
+    from volume_cli.synth.sample import generate_sample, sample_seed
+
+    sample = generate_sample(sample_seed(run_seed, index), size=size, views=views, temporal=False)
+    return make_example(sample, example_rng(run_seed, index), distance_noise=distance_noise, pair=pair)
+
+
+class TrainBatches(IterableDataset):
+    """Whole batches, rendered on the fly: batch b holds examples b*B ... b*B + B - 1, for
+    b = start, start + 1, ... (endless when ``count`` is None). Use with
+    ``DataLoader(ds, batch_size=None, num_workers=n, multiprocessing_context="spawn")``: workers
+    take batches round-robin and the loader returns them in order, so the sequence does not depend
+    on ``n`` (spawn, because an EGL context does not survive a fork)."""
+
+    def __init__(self, run_seed: int, *, batch_size: int, size: int, views: int, start: int = 0,
+                 count: int | None = None, distance_noise: float = DISTANCE_NOISE, pair: bool = True) -> None:
+        super().__init__()
+        self.run_seed, self.batch_size, self.size, self.views = run_seed, batch_size, size, views
+        self.start, self.count, self.distance_noise, self.pair = start, count, distance_noise, pair
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        b = self.start + worker
+        while self.count is None or b < self.start + self.count:
+            first = b * self.batch_size
+            yield collate([render_example(self.run_seed, i, size=self.size, views=self.views,
+                                          distance_noise=self.distance_noise, pair=self.pair)
+                           for i in range(first, first + self.batch_size)])
+            b += workers

@@ -1,0 +1,135 @@
+"""Losses between renders of predicted splats and ground-truth views.
+
+Per example (all views rendered with the differentiable rasteriser, composited on the example's
+random background colour, the targets composited on the same colour):
+
+* input view (view 0, the crop camera): 0.8 L1 + 0.2 (1 - SSIM) (the 3DGS mix) -- authenticity;
+* novel views (1 .. V-1): the same, after the SCALE CORRECTION below -- realism;
+* alpha: L1 between rendered and ground-truth coverage, every view;
+* depth: L1 of the rendered expected depth where the ground truth is solid (alpha > 0.5), in units
+  of DEPTH_UNIT_M. On the input view against ``distance_scale * depth``: the network was told a
+  distance off by that factor, and the consistent answer is the true scene scaled by it about the
+  camera centre (same crop, same input view). This term anchors the absolute scale. On novel
+  views against the true depth after scale correction;
+* stability: L1 between the novel-view renders (rgb and alpha) of the prediction and of its
+  partner's (same moment, jittered crop, fresh noise; see data.py). The known motion between the
+  two is zero, so any difference is instability. Zero for identical inputs.
+
+No perceptual (LPIPS/VGG) term: its weights would have to be downloaded, and nothing is, ever.
+
+Scale correction (VoluMe trains with it: from one image the head's size and distance are known
+only up to a common scale, and its error should not be charged to the shape): the least-squares
+factor s = sum w z_pred z_gt / sum w z_pred^2 between the predicted and true input-view depth maps
+(w = ground-truth solid x predicted coverage, both detached) scales every Gaussian's mean and size
+about the camera centre before the novel views are rendered. Scaling about the camera centre leaves
+the input view unchanged, so s only moves what the novel views see. s is a stop-gradient constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from volume_cli.evaluate.metrics import ssim_map
+from volume_cli.gaussians import Gaussians
+from volume_cli.render import render
+
+SSIM_WEIGHT = 0.2  # (1 - 0.2) L1 + 0.2 (1 - SSIM), as 3DGS and Splatter Image train
+DEPTH_UNIT_M = 0.05  # a depth error of 5 cm (a nose's length) costs as much as a wrong colour
+SOLID_ALPHA = 0.5  # ground-truth pixels at least this covered have a meaningful depth
+SCALE_LIMITS = (0.5, 2.0)  # scale corrections outside this range mean the prediction is lost: clamp
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    input_view: float = 1.0
+    novel_views: float = 1.0
+    alpha: float = 0.5
+    depth: float = 0.1
+    stability: float = 0.5  # 0 turns the stability loss (and its second forward pass) off
+
+
+def photometric(rendered: Tensor, target: Tensor) -> Tensor:
+    """0.8 L1 + 0.2 (1 - SSIM), mean over views. rendered, target [C, H, W, 3]."""
+    l1 = (rendered - target).abs().mean()
+    ssim = torch.stack([ssim_map(r, t).mean() for r, t in zip(rendered, target)]).mean()
+    return (1 - SSIM_WEIGHT) * l1 + SSIM_WEIGHT * (1 - ssim)
+
+
+def scale_correction(pred_depth: Tensor, pred_alpha: Tensor, gt_depth: Tensor, gt_alpha: Tensor) -> Tensor:
+    """Least-squares s (a 0-dim tensor, no gradient) with s * pred_depth ~ gt_depth over
+    solid ground truth, weighted by predicted coverage. All [H, W]; 1 where nothing overlaps."""
+    with torch.no_grad():
+        w = ((gt_alpha > SOLID_ALPHA) & (gt_depth > 0)).float() * pred_alpha
+        num, den = (w * pred_depth * gt_depth).sum(), (w * pred_depth.square()).sum()
+        s = torch.where(den > 0, num / den.clamp_min(1e-12), torch.ones_like(den))
+        return s.clamp(*SCALE_LIMITS)
+
+
+def scaled_about_camera(g: Gaussians, s: Tensor) -> Gaussians:
+    """Every mean and size multiplied by s about the camera centre (the origin of g's frame)."""
+    return Gaussians(means=g.means * s, quats=g.quats, log_scales=g.log_scales + torch.log(s),
+                     opacity_logits=g.opacity_logits, sh=g.sh)
+
+
+def _composite(rgb_premultiplied: Tensor, alpha: Tensor, background: Tensor) -> Tensor:
+    """[C, 3, H, W] premultiplied + [C, H, W] alpha over background [3] -> [C, H, W, 3]."""
+    return rgb_premultiplied.permute(0, 2, 3, 1) + (1 - alpha[..., None]) * background
+
+
+def _depth_l1(pred: Tensor, target: Tensor, gt_alpha: Tensor) -> Tensor:
+    solid = (gt_alpha > SOLID_ALPHA) & (target > 0)
+    if not bool(solid.any()):
+        return pred.sum() * 0.0
+    return (pred - target).abs()[solid].mean() / DEPTH_UNIT_M
+
+
+def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, weights: LossWeights,
+                   backend: str = "auto") -> dict[str, Tensor]:
+    """Loss terms for one example. g: its predicted set [N, ...] in the crop-camera frame; ex: the
+    example (see data.py) without the batch dimension; pair: the partner's prediction in the
+    partner's crop frame, or None. Returns the weighted ``total`` and each raw term."""
+    size = ex["image"].shape[-1]
+    bg = ex["background"]
+    bg_tuple = tuple(float(c) for c in bg)
+    targets = _composite(ex["target_rgb"], ex["target_alpha"], bg)  # [V, S, S, 3]
+    views = ex["view_from_crop"]
+    Ks = ex["target_K"]
+    num_views = views.shape[0]
+
+    first = render(g, views[:1], Ks[:1], size, size, background=bg_tuple, backend=backend)
+    terms = {
+        "input_view": photometric(first.rgb, targets[:1]),
+        "alpha": (first.alpha - ex["target_alpha"][:1]).abs().mean(),
+        "depth": _depth_l1(first.depth[0], ex["target_depth"][0] * ex["distance_scale"], ex["target_alpha"][0]),
+    }
+    s = scale_correction(first.depth[0], first.alpha[0], ex["target_depth"][0], ex["target_alpha"][0])
+    terms["scale"] = s
+    if num_views > 1:
+        novel = render(scaled_about_camera(g, s), views[1:], Ks[1:], size, size, background=bg_tuple, backend=backend)
+        terms["novel_views"] = photometric(novel.rgb, targets[1:])
+        alpha_novel = (novel.alpha - ex["target_alpha"][1:]).abs().mean()
+        terms["alpha"] = (terms["alpha"] + (num_views - 1) * alpha_novel) / num_views
+        depth_novel = torch.stack([_depth_l1(d, t, a) for d, t, a in
+                                   zip(novel.depth, ex["target_depth"][1:], ex["target_alpha"][1:])]).mean()
+        terms["depth"] = (terms["depth"] + (num_views - 1) * depth_novel) / num_views
+        if pair is not None:
+            # The partner lives in its own crop frame; both frames share the camera centre, so the
+            # same s scales both about the same point.
+            other = render(scaled_about_camera(pair, s), ex["pair_view_from_crop"][1:], Ks[1:], size, size,
+                           background=bg_tuple, backend=backend)
+            terms["stability"] = stability_loss(novel.rgb, novel.alpha, other.rgb, other.alpha)
+    zero = first.rgb.sum() * 0.0
+    total = zero
+    for name in ("input_view", "novel_views", "alpha", "depth", "stability"):
+        if name in terms:
+            total = total + getattr(weights, name) * terms[name]
+    terms["total"] = total
+    return terms
+
+
+def stability_loss(rgb_a: Tensor, alpha_a: Tensor, rgb_b: Tensor, alpha_b: Tensor) -> Tensor:
+    """Mean |a - b| of two renders of the same views: rgb [C, H, W, 3] and alpha [C, H, W]."""
+    return (rgb_a - rgb_b).abs().mean() + (alpha_a - alpha_b).abs().mean()
