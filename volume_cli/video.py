@@ -193,7 +193,7 @@ class _VideoSource(FrameSource):
             index = None
             time_s = 0.0
             try:
-                for frame in container.decode(stream):
+                for frame in _decoded(container, stream):
                     if frame.pts is not None:
                         time_s = float((frame.pts - self._origin_pts) * self._time_base)
                     elif index is not None:
@@ -307,6 +307,9 @@ def _open_video(path: Path, selection: dict) -> FrameSource:
         raise InputError(f"{path} is empty (0 bytes)")
     try:
         container = av.open(str(path))
+    except av.error.EOFError:
+        # A container header with nothing after it: a zero-frame recording, or a file cut short.
+        raise InputError(f"{path} ends before its first video frame (no frames, or cut short)") from None
     except av.FFmpegError as err:
         raise InputError(f"{path} is not a readable video or image ({_describe(err)})") from None
     with container:
@@ -360,6 +363,18 @@ def _open_video(path: Path, selection: dict) -> FrameSource:
     if abs(raw_rotation - round(raw_rotation / 90) * 90) > 1:
         source._warn(f"{path}: display rotation {raw_rotation} deg rounded to {rotation_deg} deg")
     return source
+
+
+def _decoded(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+    """``container.decode(stream)``, except that after a decoding error (a file cut short) the
+    frames the decoder still holds come first: they are complete, only held back for reordering
+    (B-frames). Then the error is raised."""
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError:
+        with contextlib.suppress(av.FFmpegError):
+            yield from stream.codec_context.decode(None)
+        raise
 
 
 def _read_image(path: Path) -> np.ndarray:
