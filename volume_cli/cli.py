@@ -195,6 +195,9 @@ def convert(
         "frames_resumed": report.frames_resumed,
         "seconds": round(report.seconds, 3),
         "frames_per_second": round(fps, 2),
+        # Seconds in each stage: track (decode + face mesh, pass 1), decode+crop, predict and write
+        # (pass 2; decode+crop and write run beside predict, so the stages overlap).
+        "stage_seconds": {k: round(v, 2) for k, v in report.stage_seconds.items()},
         "warnings": report.warnings,
     }
     lines = [f"Wrote {total} frames to {report.output} ({report.frames_held} held, {report.frames_missing} without a face skipped"
