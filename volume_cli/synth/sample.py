@@ -146,7 +146,7 @@ def generate_sample(
     rng = _streams(seed)
 
     identity, look, expression = _person(rng, assets, look_overrides)
-    lighting = sample_lighting(rng["lighting"])
+    lighting = sample_lighting(rng["lighting"], np.asarray(look.skin))
     K_in, width, height, fov = cameras.sample_input_camera(rng["camera"], size)
     R_head, t_head, pose = cameras.sample_head_pose(rng["camera"], K_in, width, height)
     hair_seed = int(rng["hair"].integers(0, 2**31))
@@ -154,11 +154,13 @@ def generate_sample(
     gaze = np.array([g.normal(0, 0.03), g.normal(0, 0.03), 0.0]) if g.random() < 0.6 else np.array(
         [g.normal(0, 0.25), g.normal(0.05, 0.15), g.uniform(-0.1, 0.1)])
     background = sample_background(rng["background"], width, height)
+    # the person's material uniforms, the same in every view
+    shading = {"skin_noise": look.skin_noise, "cloth_scale": look.cloth_scale,
+               "skin_detail": (look.moles, look.shine_variation), "hair_color": tuple(np.asarray(look.hair_color) * 0.6)}
 
     def frame(R_h, t_h, expr, box_jitter: float):
         scene = build_scene(assets, regs, identity, look, expr, R_h, t_h, gaze, hair_seed)
-        res = renderer.render(scene.meshes, K_in, np.eye(4), width, height, lighting,
-                              skin_noise=look.skin_noise, cloth_scale=look.cloth_scale)
+        res = renderer.render(scene.meshes, K_in, np.eye(4), width, height, lighting, **shading)
         image, alpha = _composite(rng["degrade"], res, background)
         box = cameras.face_box(K_in, scene.face_points)
         cam = None
@@ -195,7 +197,7 @@ def generate_sample(
         view_info = []
     rgb, alphas, depths = [], [], []
     for K, w2c in zip(Ks, w2cs):
-        res = renderer.render(scene.meshes, K, w2c, size, size, lighting, skin_noise=look.skin_noise, cloth_scale=look.cloth_scale)
+        res = renderer.render(scene.meshes, K, w2c, size, size, lighting, **shading)
         rgb.append((np.clip(res.rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
         alphas.append((res.alpha * 255 + 0.5).astype(np.uint8))
         depths.append(res.depth)

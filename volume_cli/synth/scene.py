@@ -25,6 +25,16 @@ MAX_GAZE_DEG = 25.0  # eyes turn at most this far from straight ahead
 TEETH_SRGB_LINEAR = np.array([0.70, 0.66, 0.55])
 TONGUE_LINEAR = np.array([0.45, 0.12, 0.12])
 MOUTH_INSIDE_LINEAR = np.array([0.12, 0.02, 0.02])
+LASH_OPACITY = (0.6, 0.12)  # upper, lower
+
+
+def _smooth_noise(rng: np.random.Generator, points: np.ndarray, wavelength: float, waves: int = 6) -> np.ndarray:
+    """Smooth noise [N] in about [-1, 1] over points [N, 3] (metres): a sum of random plane waves
+    of about ``wavelength`` (cheap, and the same on every frame of a person for the same rng)."""
+    k = rng.normal(size=(waves, 3))
+    k *= (2 * np.pi / wavelength) * rng.uniform(0.7, 1.4, (waves, 1)) / np.linalg.norm(k, axis=1, keepdims=True)
+    phase = rng.uniform(0, 2 * np.pi, waves)
+    return np.sin(points @ k.T + phase).sum(1) / np.sqrt(waves / 2)
 
 
 @dataclass
@@ -155,50 +165,80 @@ def build_scene(
     skin = np.asarray(look.skin)
     hair_col = np.asarray(look.hair_color)
     col = np.tile(skin, (len(v), 1))
-    col *= 1 + look.blush * w["blush"][:, None] * np.array([0.25, -0.12, -0.1])
-    red = 0.5 * w["nose"] + 0.4 * w["ears"]
+    redness = 0.5 * look.redness
+    col *= 1 + (look.blush + redness) * w["blush"][:, None] * np.array([0.25, -0.12, -0.1])
+    red = (0.5 + redness) * w["nose"] + 0.4 * w["ears"]
     col *= 1 + red[:, None] * np.array([0.18, -0.06, -0.06])
-    col *= 1 - w["socket"][:, None] * np.array([0.12, 0.14, 0.1])
+    # under the eyes: thinner, darker, slightly violet skin
+    col *= 1 - np.clip(look.under_eye * 1.6 * w["socket"], 0, 0.6)[:, None] * np.array([0.5, 0.6, 0.45])
     col = col * (1 - w["lips"][:, None]) + np.asarray(look.lips) * w["lips"][:, None]
     speckle = rng.random(len(v))
-    facial = np.clip(look.beard * w["beard"] + look.moustache * w["moustache"], 0, 1) * (0.6 + 0.4 * speckle)
-    col = col * (1 - facial[:, None] * 0.9) + hair_col * 0.7 * facial[:, None] * 0.9
+    # facial hair: the shader draws the hairs (stubble density in uv.y); the skin under it is shaded
+    facial = np.clip(look.beard * w["beard"] + look.moustache * w["moustache"], 0, 1) * (0.75 + 0.25 * speckle)
+    col *= 1 - 0.3 * facial[:, None]
     brow = np.clip(look.brows * w["brows"] * (0.7 + 0.3 * speckle), 0, 1)
     brow_col = hair_col * 0.6 if look.grey < 0.6 else hair_col * 0.8
     col = col * (1 - brow[:, None]) + brow_col * brow[:, None]
     sc = np.zeros(len(v))
+    stubble = facial
+    lift = np.zeros(len(v))
+    scalp = w["scalp"]
     if look.hair_style != "bald":
-        # the scalp under hair shows as dark hair (roots in the hair's own shadow), not as skin, so
-        # partings and gaps between cards never show bare white or grey skin
-        cover = {"buzz": 0.8, "short": 0.97, "medium": 1.0, "long": 1.0}[look.hair_style]
-        sc = w["scalp"] * cover * (0.9 + 0.1 * speckle)
-        col = col * (1 - sc[:, None]) + hair_col * (0.8 if look.hair_style == "buzz" else 0.5) * sc[:, None]
+        # an irregular hairline: the scalp weight shifted by smooth noise over the rest positions
+        # (only where the weight is between 0 and 1, so no holes open inside the hair)
+        edge = (w["scalp"] > 0) & (w["scalp"] < 0.999)
+        scalp = np.where(edge, np.clip(w["scalp"] + 0.5 * _smooth_noise(rng, assets.rest, 0.025), 0, 1), w["scalp"])
+        if look.hair_style == "buzz":
+            # cropped hair: dense stubble on the skin (drawn by the shader), and a few mm of volume
+            sc = scalp * (0.85 + 0.15 * speckle)
+            col *= 1 - 0.35 * sc[:, None]
+            stubble = np.maximum(stubble, sc)
+            lift = sc * look.hair_length
+        else:
+            # the scalp under hair shows as dark hair (roots in the hair's own shadow), not as skin, so
+            # partings and gaps between cards never show bare white or grey skin
+            cover = {"short": 0.97, "medium": 1.0, "long": 1.0}[look.hair_style]
+            sc = scalp * cover * (0.9 + 0.1 * speckle)
+            col = col * (1 - sc[:, None]) + hair_col * 0.5 * sc[:, None]
     col = col * (1 - w["mouth_inside"][:, None]) + MOUTH_INSIDE_LINEAR * w["mouth_inside"][:, None]
     cloth = w["cloth"] > 0.5
     col[cloth] = look.cloth
     kind = np.where(cloth, KIND_CLOTH, KIND_SKIN).astype(np.float32)
-    spec = np.where(cloth, 0.02, (0.10 + 0.25 * w["lips"] + 0.08 * w["tzone"]) * (1 - 0.85 * sc))
-    pos = v + nrm * (cloth[:, None] * 0.004)  # clothes sit a little off the skin
+    spec = np.where(cloth, 0.02, (0.07 + 0.25 * w["lips"] + 0.08 * w["tzone"]) * (1 - 0.85 * sc))
+    pos = v + nrm * (cloth * 0.004 + lift)[:, None]  # clothes sit a little off the skin, cropped hair too
+    uv = np.stack([look.freckles * w["freckles"], np.where(cloth, 0.0, stubble)], axis=1)
 
-    verts = pack_vertices(to_world(pos), nrm @ M.T, col, aux=assets.rest, specular=spec, shininess=18.0, ao=ao)
+    verts = pack_vertices(to_world(pos), nrm @ M.T, col, uv=uv, aux=assets.rest, specular=spec, shininess=18.0, ao=ao)
     verts[:, 15] = kind
     meshes = [DrawMesh(verts, body)]
 
-    # teeth, tongue, lashes: same vertex array, their own colours
+    # teeth, tongue: same vertex array, their own colours
     for part, albedo, sp in (("teeth_upper", TEETH_SRGB_LINEAR, 0.3), ("teeth_lower", TEETH_SRGB_LINEAR, 0.3),
-                             ("tongue", TONGUE_LINEAR, 0.2), ("lashes", hair_col * 0.3 + 0.005, 0.0)):
+                             ("tongue", TONGUE_LINEAR, 0.2)):
         tris = assets.parts[part]
         idx = np.unique(tris)
         pn = vertex_normals(v, tris)
         remap = np.zeros(len(v), np.int32)
         remap[idx] = np.arange(len(idx))
         pv = pack_vertices(to_world(v[idx]), pn[idx] @ M.T, np.tile(albedo, (len(idx), 1)), aux=assets.rest[idx],
-                           specular=sp, shininess=30.0, ao=ao[idx] if part != "lashes" else 1.0,
-                           kind=KIND_PLAIN if part == "lashes" else KIND_SKIN)
+                           specular=sp, shininess=30.0, ao=ao[idx])
         meshes.append(DrawMesh(pv, remap[tris]))
+    # lashes: the helper meshes are solid ribbons; drawn see-through (upper lashes dark and dense,
+    # lower ones faint) they read as lashes instead of a painted dark rim around the eye
+    lash_col = hair_col * 0.25 + 0.004
+    for part, opacity in (("lashes_upper", LASH_OPACITY[0]), ("lashes_lower", LASH_OPACITY[1])):
+        tris = assets.parts[part]
+        idx = np.unique(tris)
+        remap = np.zeros(len(v), np.int32)
+        remap[idx] = np.arange(len(idx))
+        rgba = np.concatenate([np.tile(lash_col, (len(idx), 1)), np.full((len(idx), 1), opacity)], axis=1)
+        pv = pack_vertices(to_world(v[idx]), vertex_normals(v, tris)[idx] @ M.T, rgba, kind=KIND_PLAIN)
+        meshes.append(DrawMesh(pv, remap[tris], transparent=True))
 
     # eyes: spheres with iris and pupil, turned towards the gaze target
     sph, sph_t = _sphere()
+    # pupil angular radius 0.15-0.23 rad, fixed per person (a function of the look, no new draw)
+    pupil_uv = np.tile([0.15 + 0.08 * ((look.skin_noise * 7919.0) % 1.0), 0.0], (len(sph), 1))
     eyes = eyeballs(assets, v)
     target_rest = (np.asarray(gaze_target) - t_head) @ M + c
     for eye in eyes:
@@ -207,18 +247,19 @@ def build_scene(
         p = eye.center + sph * eye.radius * 0.97
         # the lids shade the eyeball: the upper part under the upper lid most, the corners a little
         eye_ao = 0.95 - 0.5 * np.clip((sph[:, 1] + 0.05) / 0.5, 0, 1) - 0.2 * np.clip((np.abs(sph[:, 0]) - 0.5) / 0.4, 0, 1)
-        pv = pack_vertices(to_world(p), sph @ M.T, np.tile(look.iris, (len(p), 1)), aux=sph @ B.T,
+        pv = pack_vertices(to_world(p), sph @ M.T, np.tile(look.iris, (len(p), 1)), aux=sph @ B.T, uv=pupil_uv,
                            kind=KIND_EYE, specular=0.6, shininess=180.0, ao=eye_ao)
         meshes.append(DrawMesh(pv, sph_t))
 
     # hair cards
     if look.hair_cards > 0 and look.hair_length > 0.01:
         gravity = FLIP @ R_head.T @ np.array([0.0, 1.0, 0.0])
-        hp, hn, htan, huv, hseed, hshade, ht = hairlib.hair_cards(
-            rng, v, body, w["scalp"], c, gravity, length=look.hair_length, curl=look.hair_curl, count=look.hair_cards
+        hp, hn, htan, huv, hseed, hshade, hdensity, ht = hairlib.hair_cards(
+            rng, v, body, scalp, c, gravity, length=look.hair_length, curl=look.hair_curl, count=look.hair_cards
         )
         # material.w carries the card seed for hair (see renderer's vertex layout)
-        hv = pack_vertices(to_world(hp), hn @ M.T, hair_col[None] * hshade[:, None], uv=huv,
+        hrgba = np.concatenate([hair_col[None] * hshade[:, None], hdensity[:, None]], axis=1)
+        hv = pack_vertices(to_world(hp), hn @ M.T, hrgba, uv=huv,
                            aux=htan @ M.T, kind=KIND_HAIR, specular=0.15, shininess=40.0, ao=hseed)
         meshes.append(DrawMesh(hv, ht, transparent=True))
 
