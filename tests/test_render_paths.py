@@ -8,10 +8,9 @@ from volume_cli.render import render
 from volume_cli.render.paths import (
     look_at_viewmat,
     orbit_viewmats,
-    orbit_yaws,
     parallax_cameras,
-    parallax_offsets,
     render_intrinsics,
+    sweep,
 )
 
 HEAD_ON_AXIS = np.array([0.0, 0.0, 0.6])
@@ -80,13 +79,14 @@ def test_positive_yaw_moves_the_camera_towards_plus_x():
     np.testing.assert_allclose(eye, [0.6, 0.0, 0.6], atol=1e-12)
 
 
-def test_orbit_yaws_sweep_0_max_0_min_0_in_step_with_frames():
-    yaws = orbit_yaws(num_frames=41, max_deg=40.0, period_frames=40)
+def test_sweep_0_max_0_min_0_in_step_with_time():
+    times = np.arange(41) / 10.0  # 4 s at 10 fps, one period
+    yaws = sweep(times, amplitude=40.0, period=4.0)
     assert yaws.shape == (41,)
     np.testing.assert_allclose(yaws[[0, 10, 20, 30, 40]], [0.0, 40.0, 0.0, -40.0, 0.0], atol=1e-9)
     assert np.all(np.abs(np.diff(yaws)) < 40.0 * 2 * np.pi / 40)  # smooth: at most the peak slope
-    with pytest.raises(ValueError, match="period_frames"):
-        orbit_yaws(10, 40.0, 0)
+    with pytest.raises(ValueError, match="period"):
+        sweep(times, 40.0, 0)
 
 
 @pytest.mark.parametrize("head", [HEAD_ON_AXIS, HEAD_OFF_AXIS])
@@ -97,7 +97,7 @@ def test_parallax_holds_the_head_plane_and_moves_the_rest(head):
     # Points given in the base camera's frame: on the head plane, nearer, farther.
     on_plane = np.array([[0.0, 0.0, d], [0.1, -0.05, d], [-0.08, 0.12, d]])
     near, far = np.array([0.0, 0.0, d - 0.1]), np.array([0.0, 0.0, d + 0.1])
-    views, Ks = parallax_cameras(head, K, parallax_offsets(9, 0.05, 8))
+    views, Ks = parallax_cameras(head, K, sweep(np.arange(9), 0.05, 8))
     np.testing.assert_allclose(views[0], base, atol=1e-12)  # offset 0 is the base camera
     np.testing.assert_allclose(Ks[0], K)
     for V, K_s in zip(views, Ks):

@@ -9,7 +9,6 @@ yaw(t) = DEG sin(2 pi t / period). A single splat file is rendered as a loop of 
 from __future__ import annotations
 
 import enum
-import math
 import re
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from volume_cli.formats.manifest import Sequence
 from volume_cli.gaussians import Gaussians
 from volume_cli.pipeline import Progress
 from volume_cli.render import Backend, render
-from volume_cli.render.paths import orbit_viewmats, parallax_cameras, render_intrinsics
+from volume_cli.render.paths import orbit_viewmats, parallax_cameras, render_intrinsics, sweep
 from volume_cli.video import InputError, open_source
 
 # For a single splat file there is no manifest: the head centre is taken this far behind the
@@ -114,7 +113,7 @@ def frame_times(seq: Sequence, settings: RenderSettings) -> tuple[list[int], np.
 def cameras_at(t: float, centre: np.ndarray, settings: RenderSettings) -> tuple[np.ndarray, np.ndarray]:
     """World-to-camera [C, 4, 4] and intrinsics [C, 3, 3] of the C panels at time ``t`` seconds."""
     K = render_intrinsics(settings.size, float(np.linalg.norm(centre)), settings.extent_m)
-    phase = math.sin(2 * math.pi * t / settings.period_s)
+    phase = float(sweep([t], 1.0, settings.period_s)[0])
     if settings.path is PathKind.orbit:
         views = orbit_viewmats(centre, [settings.orbit_deg * phase])
     elif settings.path is PathKind.parallax:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from torch import Tensor
 
+from volume_cli.face import NUM_LANDMARKS
 from volume_cli.gaussians import Gaussians
 
 GAUSSIANS_PER_PIXEL = 2
@@ -39,7 +40,7 @@ class CropBatch:
         b, c, s, s2 = self.images.shape
         if c != 3 or s != s2:
             raise ValueError(f"images must be [B, 3, S, S], got {list(self.images.shape)}")
-        expected = {"valid": (b, s, s), "K": (b, 3, 3), "head_center": (b, 3), "landmarks": (b, 478, 3)}
+        expected = {"valid": (b, s, s), "K": (b, 3, 3), "head_center": (b, 3), "landmarks": (b, NUM_LANDMARKS, 3)}
         for name, shape in expected.items():
             actual = tuple(getattr(self, name).shape)
             if actual != shape:

@@ -69,24 +69,13 @@ def orbit_viewmats(head_center: np.ndarray, yaws_deg: np.ndarray | list[float]) 
     return np.stack([look_at_viewmat(c + _yaw_matrix(yaw) @ -c, c) for yaw in np.atleast_1d(yaws_deg)])
 
 
-def _sine(num_frames: int, amplitude: float, period_frames: float) -> np.ndarray:
-    """amplitude * sin(2 pi f / period) for frames f = 0 .. num_frames - 1 [F]."""
-    if num_frames < 0:
-        raise ValueError(f"num_frames must be >= 0, got {num_frames}")
-    if period_frames <= 0:
-        raise ValueError(f"period_frames must be positive, got {period_frames}")
-    return amplitude * np.sin(2.0 * np.pi * np.arange(num_frames) / period_frames)
-
-
-def orbit_yaws(num_frames: int, max_deg: float, period_frames: float) -> np.ndarray:
-    """Yaw per frame [F] (degrees): 0 -> +max -> 0 -> -max -> 0 once every ``period_frames``
-    frames, a sine in step with the frame index (frame 0 is the base view)."""
-    return _sine(num_frames, max_deg, period_frames)
-
-
-def parallax_offsets(num_frames: int, amplitude_m: float, period_frames: float) -> np.ndarray:
-    """Sideways camera offset per frame [F] (metres): a sine of ``amplitude_m``, frame 0 at 0."""
-    return _sine(num_frames, amplitude_m, period_frames)
+def sweep(times: np.ndarray | list[float], amplitude: float, period: float) -> np.ndarray:
+    """amplitude * sin(2 pi t / period) for each time t [F]: 0 -> +amplitude -> 0 -> -amplitude -> 0
+    once every ``period`` (the unit of ``times``). The orbit's yaw in degrees or the parallax's
+    sideways offset in metres, in step with the frames' timestamps; time 0 is the base view."""
+    if period <= 0:
+        raise ValueError(f"period must be positive, got {period}")
+    return amplitude * np.sin(2.0 * np.pi * np.asarray(times, dtype=np.float64) / period)
 
 
 def parallax_cameras(
