@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from volume_cli import video
 from volume_cli.video import Frame, InputError, PngWriter, VideoWriter, open_source
 
 W, H = 64, 48  # fixture frame size in pixels

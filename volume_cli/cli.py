@@ -41,6 +41,8 @@ app = typer.Typer(
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+# examples/hopper.mp4 of a source checkout (an installed wheel does not carry it).
+BUNDLED_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hopper.mp4"
 
 
 class Device(str, enum.Enum):
@@ -331,7 +333,7 @@ def info(
 
 @app.command()
 def bench(
-    source: Annotated[Path, typer.Argument(help="Video to time on. [default: the bundled example]", show_default=False)] = Path(__file__).resolve().parent.parent / "examples" / "hopper.mp4",
+    source: Annotated[Path, typer.Argument(help="Video to time on. [default: the bundled example]", show_default=False)] = BUNDLED_EXAMPLE,
     frames: Annotated[int, typer.Option(help="Frames to time.", min=1)] = 48,
     size: Annotated[int, typer.Option(help="Crop size.", min=64, max=1024)] = 256,
     device: DeviceOpt = Device.auto,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +44,7 @@ from volume_cli.formats.atomic import atomic_write_bytes, remove_stale_temp_file
 from volume_cli.concurrency import prefetch
 from volume_cli.framing import FramedCrop, frame_crop
 from volume_cli.predictors import CropBatch, Predictor
-from volume_cli.video import Frame, FrameSource, InputError
+from volume_cli.video import FrameSource, InputError
 
 _MANIFEST_EVERY_S = 1.0
 
