@@ -28,14 +28,14 @@ from typer.testing import CliRunner
 
 from volume_cli.cli import app
 
-REAL = Path("/work/shared/data/real")
-SELFIE = REAL / "selfie_640x360.mp4"  # 72 frames, 30 fps, one frontal face
+from realdata import REAL, SELFIE, needs_real
+
 NO_FACE = REAL / "no_face_960x540.mp4"
 HOPPER = REAL / "grace_hopper_512.jpg"  # face about 45 % of the width
 MAN = REAL / "man_outdoors_572x562.jpg"
 VOLUME = Path(sys.executable).with_name("volume")  # the installed console script, for subprocess runs
 
-pytestmark = pytest.mark.skipif(not SELFIE.exists(), reason="real test media not present")
+pytestmark = needs_real
 
 FAST = ["--size", "64"]  # smallest crop: 2 x 64 x 64 splats before pruning
 TEMP_FILE = re.compile(r"\..+\.tmp-\d+")  # formats/atomic.py's temporary names

@@ -1,16 +1,13 @@
 """Face finding on real photographs, choosing the person, the head track and its smoothing."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from volume_cli import camera
 from volume_cli.face import FaceFinder, head_state, landmarks_to_camera, smooth_track
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="shared/data/real is not beside the repo")
+from realdata import REAL, needs_real
 
 
 def load(name: str) -> np.ndarray:

@@ -1,7 +1,6 @@
 """The geometric baseline predictor: its pieces against slow obvious references, and authenticity
 on real photographs."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,8 +12,7 @@ from volume_cli.gaussians import quat_to_matrix
 from volume_cli.predictors import geometric as geo
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="shared/data/real is not beside the repo")
+from realdata import REAL, needs_real
 
 
 def _ray_triangle_depth(origin_dir: np.ndarray, tri: np.ndarray) -> float:

@@ -9,18 +9,17 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from volume_cli import pipeline, predictors
 from volume_cli.cli import app
 
-SELFIE = Path("/work/shared/data/real/selfie_640x360.mp4")
+from realdata import SELFIE, needs_real
 FRAMES = 4
 ARGS = ["--max-frames", str(FRAMES), "--size", "64", "--batch-size", "1"]
 TEMP_FILE = re.compile(r"\..+\.tmp-\d+")
 
-pytestmark = pytest.mark.skipif(not SELFIE.exists(), reason="real test media not present")
+pytestmark = needs_real
 
 
 def convert(out: Path, *extra: str):

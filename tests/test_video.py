@@ -16,7 +16,7 @@ W, H = 64, 48  # fixture frame size in pixels
 SQUARE = 8  # side of the moving white square, pixels
 STEP = 3  # the square moves this many pixels right per frame, so its x position names the frame
 REPO = Path(__file__).resolve().parents[1]
-SELFIE = Path("/work/shared/data/real/selfie_640x360.mp4")
+from realdata import SELFIE, needs_real
 
 
 def _frame_image(i: int, width: int = W, height: int = H) -> np.ndarray:
@@ -518,7 +518,7 @@ def test_png_writer_round_trip(tmp_path):
 # --- real media --------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not SELFIE.exists(), reason="shared real test media not on this machine")
+@needs_real
 def test_real_selfie_clip():
     source = open_source(SELFIE)
     assert (source.width, source.height, source.fps, source.rotation_deg) == (640, 360, 30.0, 0)
