@@ -12,27 +12,7 @@ import pytest
 from volume_cli import camera
 from volume_cli.evaluate.synthetic import orbit_view
 
-
-def _synth_reason() -> str | None:
-    try:
-        import mediapipe  # noqa: F401
-
-        from volume_cli.synth.assets import SynthAssetsError, data_root
-        from volume_cli.synth.renderer import egl_status
-    except ImportError as exc:
-        return f"not importable: {exc}"
-    ok, info = egl_status()
-    if not ok:
-        return f"no EGL context: {info}"
-    try:
-        data_root()
-    except SynthAssetsError as exc:
-        return str(exc)
-    return None
-
-
-SYNTH_REASON = _synth_reason()
-needs_synth = pytest.mark.skipif(SYNTH_REASON is not None, reason=f"synthetic evaluation unavailable: {SYNTH_REASON}")
+from synthdeps import needs_synth
 
 
 def test_orbit_view_keeps_the_head_centre_in_view_and_moves_right():

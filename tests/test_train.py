@@ -21,28 +21,12 @@ from volume_cli.render import render
 from volume_cli.train import loop
 from volume_cli.train.losses import LossWeights, example_losses, scale_correction, scaled_about_camera
 
+from synthdeps import needs_synth
+
 S = 32
 DISTANCE = 0.6
 
 
-def _synth_reason() -> str | None:
-    try:
-        from volume_cli.synth.assets import SynthAssetsError, data_root
-        from volume_cli.synth.renderer import egl_status
-    except ImportError as exc:
-        return f"synth not importable: {exc}"
-    ok, info = egl_status()
-    if not ok:
-        return f"no EGL context: {info}"
-    try:
-        data_root()
-    except SynthAssetsError as exc:
-        return str(exc)
-    return None
-
-
-SYNTH_REASON = _synth_reason()
-needs_synth = pytest.mark.skipif(SYNTH_REASON is not None, reason=f"synthetic generator unavailable: {SYNTH_REASON}")
 
 
 def _orbit(yaw_deg: float) -> np.ndarray:
