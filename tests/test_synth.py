@@ -206,6 +206,30 @@ def test_crop_is_the_homography_crop_of_the_input(bald_sample):
 
 @needs_egl
 @needs_assets
+def test_crop_matches_view0_exposure_and_colour():
+    """The input frame is degraded like a webcam (blur, noise, JPEG) but exposed and white-balanced
+    like the targets: over the person (alpha > 0.9 in both) the crop's mean colour matches view 0
+    (the same camera) within 5 % per channel. Compared only where the crop sees the input frame:
+    outside it the crop is black (training masks it with ``valid``), so a mean over the target's
+    alpha alone reads a head at the frame's border as up to ~50 % "darker". Seeds: validation person
+    0 (VALIDATION_RUN_SEED 7_000_001, index 0) and two whose crops leave the frame by about a third."""
+    from volume_cli.camera import VirtualCamera, warp_crop
+    from volume_cli.synth.sample import generate_sample, sample_seed
+
+    for index in (0, 20, 21):
+        s = generate_sample(sample_seed(7_000_001, index), size=64, views=1, temporal=False)
+        cam = VirtualCamera(R=s["crop_R"], K=s["crop_K"], size=64)
+        inside = warp_crop(np.full(s["input_image"].shape[:2], 255, np.uint8), s["input_K"], cam) > 250
+        a = s["target_alpha"][0].astype(np.float64) / 255.0
+        mask = (a > 0.9) & (s["crop_alpha"] > 0.9 * 255) & inside
+        assert mask.sum() > 300, f"index {index}: too little of the person in view ({mask.sum()} px)"
+        target = s["target_rgb"][0][mask] / a[mask][:, None]  # un-premultiply
+        ratio = s["crop"][mask].astype(np.float64).mean(0) / target.mean(0)
+        assert np.all(np.abs(ratio - 1) < 0.05), f"index {index}: crop / view-0 mean colour {ratio.round(3)}"
+
+
+@needs_egl
+@needs_assets
 def test_same_seed_same_sample_and_temporal_partner():
     from volume_cli.synth.sample import generate_sample
 
