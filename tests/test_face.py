@@ -86,3 +86,20 @@ def test_smoothing_leaves_gaps_and_keeps_distance_on_a_sideways_move():
     # Moving on a circle of radius 0.5 m around the camera: averaging directions and distances
     # separately keeps the distance (averaging points would pull it inwards).
     assert all(abs(np.linalg.norm(c) - 0.5) < 1e-9 for c in out if c is not None)
+
+
+def test_landmark_smoothing_damps_jitter_and_keeps_gaps():
+    from volume_cli.face import FaceObservation, smooth_landmarks
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(100, 200, size=(478, 3))
+    faces = [FaceObservation(box=np.array([0.0, 0, 1, 1]), landmarks=base + rng.normal(scale=0.5, size=base.shape)) for _ in range(12)]
+    faces[5] = None
+    out = smooth_landmarks(faces, sigma_frames=1.0)
+    assert out[5] is None
+    before = np.std([f.landmarks - base for f in faces if f is not None])
+    after = np.std([f.landmarks - base for f in out if f is not None])
+    assert after < 0.75 * before
+    # A steady face stays exactly where it is.
+    steady = smooth_landmarks([FaceObservation(box=np.zeros(4), landmarks=base)] * 5)
+    assert all(np.allclose(f.landmarks, base) for f in steady)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from volume_cli import __version__, camera
-from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, smooth_track
+from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, smooth_landmarks, smooth_track
 from volume_cli.formats import (
     COORDINATES,
     MANIFEST_NAME,
@@ -71,7 +71,8 @@ class ConvertSettings:
     splat_format: SplatFormat = SplatFormat.ply
     on_missing: OnMissing = OnMissing.skip
     predictor: str = "geometric"
-    smoothing_frames: float = 2.0
+    smoothing_frames: float = 2.0  # head track (crop aim and distance), sigma in frames
+    landmark_smoothing_frames: float = 1.0  # face-mesh landmarks of a video, sigma in frames
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -136,6 +137,9 @@ def track(source: FrameSource, K: np.ndarray, settings: ConvertSettings, progres
                 f"{source.path}: no face in frame {first.index} (t={first.time_s:.2f} s); "
                 "use --on-missing skip or hold to convert the other frames"
             )
+    if source.kind == "video":  # stills in a folder are unrelated frames: nothing to smooth across
+        for t, face in zip(tracked, smooth_landmarks([t.face for t in tracked], settings.landmark_smoothing_frames)):
+            t.face = face
     centers = [head_state(t.face, K).center if t.face is not None else None for t in tracked]
     for t, c in zip(tracked, smooth_track(centers, settings.smoothing_frames)):
         if c is not None:
