@@ -132,3 +132,13 @@ def test_bad_intrinsics_are_rejected():
         camera.focal_from_fov(640, 480, 0.0)
     with pytest.raises(ValueError, match="focal_px"):
         camera.image_intrinsics(640, 480, focal_px=-1)
+
+
+def test_image_rays_pass_through_pixel_centres_at_unit_depth():
+    K = camera.image_intrinsics(6, 4, focal_px=5.0)
+    rays = camera.image_rays(K, 6, 4)
+    assert rays.shape == (4, 6, 3) and np.allclose(rays[..., 2], 1.0)
+    # Pixel (column 2, row 1) has its centre at (2.5, 1.5).
+    assert np.allclose(camera.project(K, rays[1, 2]), [2.5, 1.5])
+    # The principal point (3, 2) lies on the corner shared by the four central pixels.
+    assert np.allclose(rays[1:3, 2:4, :2].mean(axis=(0, 1)), 0.0)

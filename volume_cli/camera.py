@@ -76,6 +76,13 @@ def unproject(K: np.ndarray, pixels: np.ndarray, depth: np.ndarray | float) -> n
     return np.stack([x * z, y * z, z], axis=-1)
 
 
+def image_rays(K: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Rays [H, W, 3] through every pixel centre, scaled to z = 1 (so ``rays * depth[..., None]``
+    is the point at z-depth ``depth``)."""
+    v, u = np.mgrid[0:height, 0:width] + 0.5
+    return unproject(K, np.stack([u, v], axis=-1), 1.0)
+
+
 def pixel_rays(K: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Unit ray directions [..., 3] through pixels [..., 2]."""
     d = unproject(K, pixels, 1.0)

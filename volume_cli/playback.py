@@ -24,7 +24,7 @@ from volume_cli.concurrency import prefetch
 from volume_cli.formats.manifest import Sequence
 from volume_cli.gaussians import Gaussians
 from volume_cli.pipeline import Progress
-from volume_cli.render import Backend, render
+from volume_cli.render import Backend, render, resolve_backend
 from volume_cli.render.paths import orbit_viewmats, parallax_cameras, render_intrinsics, sweep
 from volume_cli.video import InputError, open_source
 
@@ -172,7 +172,7 @@ def render_sequence(seq: Sequence, writer, settings: RenderSettings, *, device: 
     started = time.perf_counter()
     indices, times, fps = frame_times(seq, settings)
     centre = target_centre(seq)
-    backend = Backend.GSPLAT if device == "cuda" and _has_gsplat() else Backend.TORCH
+    backend = resolve_backend(Backend.AUTO) if device == "cuda" else Backend.TORCH
     sources = _source_frames(seq, indices) if settings.side_by_side else None
 
     def frames() -> Iterator[tuple[float, Gaussians]]:
@@ -199,9 +199,3 @@ def render_sequence(seq: Sequence, writer, settings: RenderSettings, *, device: 
         progress.advance()
     progress.stop()
     return RenderReport(frames=len(indices), width=width, height=height, fps=fps, seconds=time.perf_counter() - started, render_seconds=render_s)
-
-
-def _has_gsplat() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("gsplat") is not None

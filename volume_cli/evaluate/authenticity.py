@@ -36,8 +36,7 @@ def head_mask(landmarks: np.ndarray, K: np.ndarray, person: np.ndarray, valid: n
     person [S, S] segmentation confidence, valid [S, S] bool."""
     size = person.shape[0]
     axes, centre, scale = head_frame(landmarks)
-    v, u = np.mgrid[0:size, 0:size] + 0.5
-    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    rays = camera.image_rays(K, size, size)
     inside_head = np.isfinite(ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale))
     return inside_head & (person > 0.5) & valid
 

@@ -21,7 +21,7 @@ from volume_cli.face import FaceFinder, head_state
 from volume_cli.formats import SplatFormat, encode_splats
 from volume_cli.framing import frame_crop
 from volume_cli.predictors import Predictor
-from volume_cli.render import Backend, render
+from volume_cli.render import Backend, render, resolve_backend
 from volume_cli.render.paths import orbit_viewmats, render_intrinsics
 from volume_cli.video import open_source
 
@@ -106,7 +106,7 @@ def bench_convert(source_path: Path, predictor: Predictor, *, frames: int, devic
 
 def bench_render(splats, head_center: np.ndarray, *, device: str, sizes=(256, 512), repeats: int = 3) -> dict:
     """Milliseconds per rendered frame of real splats from a 30-degree orbit view, per backend."""
-    backends = [Backend.TORCH] + ([Backend.GSPLAT] if device == "cuda" and _has_gsplat() else [])
+    backends = [Backend.TORCH] + ([Backend.GSPLAT] if device == "cuda" and resolve_backend(Backend.AUTO) is Backend.GSPLAT else [])
     g = splats.to(device)
     out = {}
     for backend in backends:
@@ -125,9 +125,3 @@ def bench_render(splats, head_center: np.ndarray, *, device: str, sizes=(256, 51
                 times.append(time.perf_counter() - t0)
             out[f"{backend.value}_{size}px_ms"] = round(1000 * float(np.median(times)), 1)
     return out
-
-
-def _has_gsplat() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("gsplat") is not None

@@ -102,8 +102,7 @@ def near_head(depth: torch.Tensor, w2c: np.ndarray, K: np.ndarray, head_center: 
     """[S, S] bool: pixels whose surface (z-depth [S, S] in the camera w2c [4, 4], K) lies within
     HEAD_RADIUS_M of ``head_center`` [3] (world)."""
     size = depth.shape[-1]
-    v, u = np.mgrid[0:size, 0:size] + 0.5
-    points = camera.unproject(K, np.stack([u, v], -1), depth.double().numpy())  # camera frame
+    points = camera.image_rays(K, size, size) * depth.double().numpy()[..., None]  # camera frame
     world = (points - w2c[:3, 3]) @ w2c[:3, :3]  # R^T (x - t)
     near = np.linalg.norm(world - head_center, axis=-1) < HEAD_RADIUS_M
     return torch.from_numpy(near & (depth.numpy() > 0))

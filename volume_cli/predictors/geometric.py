@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from volume_cli import camera
 from volume_cli.gaussians import Gaussians, matrix_to_quat, rgb_to_sh_dc
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
 
@@ -244,12 +245,11 @@ class GeometricPredictor:
         sets = [self._predict_one(batch, i) for i in range(len(batch))]
         return Gaussians(**{k: torch.stack([getattr(s, k) for s in sets]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
 
-    def depth_map(self, landmarks: np.ndarray, K: np.ndarray, size: int) -> np.ndarray:
+    def depth_map(self, landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray) -> np.ndarray:
         """Proxy z-depth [S, S] (metres, virtual-camera frame): mesh, feathered into the ellipsoid,
-        then the plane through the head centre."""
+        then a plane at the ellipsoid's silhouette depth. rays [S, S, 3]: camera.image_rays of K."""
+        size = rays.shape[0]
         axes, centre, scale = head_frame(landmarks)
-        pix_v, pix_u = np.mgrid[0:size, 0:size] + 0.5
-        rays = np.stack([(pix_u - K[0, 2]) / K[0, 0], (pix_v - K[1, 2]) / K[1, 1], np.ones_like(pix_u)], -1)
         proxy = ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale)
         hit = np.isfinite(proxy)
         # Outside the head: a plane at the depth of the ellipsoid's silhouette, which in perspective
@@ -258,8 +258,7 @@ class GeometricPredictor:
         rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
         proxy = np.where(hit, proxy, outside)
-        lm_px = landmarks[:, :2] / landmarks[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2]
-        mesh = rasterize_depth(lm_px, landmarks[:, 2], face_mesh_triangles(), size)
+        mesh = rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size)
         covered = np.isfinite(mesh)
         # Weight of the mesh rises from 0 at its edge to 1 FEATHER_PX inside it.
         inside = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3)
@@ -271,14 +270,13 @@ class GeometricPredictor:
         K = batch.K[i].double().cpu().numpy()
         image = batch.images[i].permute(1, 2, 0).cpu().numpy()  # [S, S, 3] float
         crop_u8 = np.ascontiguousarray((image * 255.0 + 0.5).astype(np.uint8))
-        depth = self.depth_map(batch.landmarks[i].double().cpu().numpy(), K, s)
+        rays = camera.image_rays(K, s, s)
+        depth = self.depth_map(batch.landmarks[i].double().cpu().numpy(), K, rays)
 
         person = self.person_mask(crop_u8) * batch.valid[i].cpu().numpy()
         opacity = np.clip(person, MIN_PERSON, MAX_OPACITY)
         logits = np.where(person >= MIN_PERSON, np.log(opacity) - np.log1p(-opacity), UNUSED_OPACITY_LOGIT)
 
-        pix_v, pix_u = np.mgrid[0:s, 0:s] + 0.5
-        rays = np.stack([(pix_u - K[0, 2]) / K[0, 0], (pix_v - K[1, 2]) / K[1, 1], np.ones_like(pix_u)], -1)
         n = s * s
         keep = torch.from_numpy(person.reshape(n) >= MIN_PERSON)
 
