@@ -395,3 +395,23 @@ def test_crop_from_mediapipe_records_its_source():
         assert np.degrees(np.arccos(np.clip(cos, -1, 1))) < 5
     with pytest.raises(ValueError, match="crop_source"):
         generate_sample(3, size=32, views=1, crop_source="detector")
+
+
+@needs_egl
+@needs_assets
+def test_resume_keeps_matching_shards_and_rerenders_the_rest(tmp_path):
+    from volume_cli.synth.shards import read_index, read_samples, shard_name
+    from volume_cli.synth.writer import write_dataset
+
+    write_dataset(tmp_path, count=3, run_seed=5, size=32, views=2, shard_size=2, temporal=False)
+    before = list(read_samples(tmp_path))
+    (tmp_path / "index.json").unlink()  # as if killed before the end
+    (tmp_path / shard_name(1)).write_bytes(b"truncated")
+    summary = write_dataset(tmp_path, count=3, run_seed=5, size=32, views=2, shard_size=2, temporal=False, resume=True)
+    assert summary["reused"] == 2 and read_index(tmp_path)["count"] == 3
+    after = list(read_samples(tmp_path))
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a["target_rgb"], b["target_rgb"])
+    # A shard of other samples (another run seed) is not kept.
+    other = write_dataset(tmp_path, count=2, run_seed=6, size=32, views=2, shard_size=2, temporal=False, resume=True)
+    assert other["reused"] == 0

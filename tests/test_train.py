@@ -170,6 +170,10 @@ def test_budget_sigterm_and_ctrl_c_stop_with_a_checkpoint(tmp_path):
     out = loop.run(tmp_path / "budget", _config(), control, source=source)
     assert out["stopped"] == "budget" and out["step"] >= 1
     assert torch.load(tmp_path / "budget" / loop.CHECKPOINT, weights_only=False)["step"] == out["step"]
+    # Steps since the last log line are logged at a stop, not lost.
+    sparse = loop.RunControl(steps=50, max_minutes=1e-4, log_every=100, val_every=0, checkpoint_every=100)
+    out = loop.run(tmp_path / "sparse", _config(), sparse, source=source)
+    assert max(_losses(tmp_path / "sparse")) == out["step"]
 
     def term(record):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -246,3 +250,67 @@ def test_cli_train_resume_and_errors(tmp_path):
     missing = runner.invoke(app, ["-o", str(tmp_path / "none"), "--resume", "--json"])
     assert missing.exit_code == 1 and missing.stderr.startswith("Error: nothing to resume")
     assert runner.invoke(app, args + ["--size", "40"]).exit_code == 1  # not a multiple of 16
+
+
+def test_mirrored_example_keeps_projections_consistent():
+    """A point seen at pixel u in a view lands at S - u in the mirrored view, at the same depth."""
+    from volume_cli.train.data import mirror_example
+
+    size = 32
+    rng = np.random.default_rng(3)
+    K = torch.tensor([[40.0, 0, 15.2], [0, 40.0, 16.0], [0, 0, 1]])
+    R, _ = torch.linalg.qr(torch.from_numpy(rng.normal(size=(3, 3))).float())
+    view = torch.eye(4)
+    view[:3, :3] = R * torch.sign(torch.linalg.det(R))
+    view[:3, 3] = torch.tensor([0.05, -0.02, 0.1])
+    ex = {"image": torch.rand(3, size, size), "valid": torch.rand(size, size) > 0.5, "K": K,
+          "target_K": torch.stack([K, K]), "view_from_crop": torch.stack([torch.eye(4), view]),
+          "target_rgb": torch.rand(2, 3, size, size), "target_alpha": torch.rand(2, size, size),
+          "target_depth": torch.rand(2, size, size)}
+    mirrored = mirror_example(ex)
+    point = torch.tensor([0.03, -0.01, 0.6, 1.0])  # crop-camera frame
+    for v in range(2):
+        seen = (ex["view_from_crop"][v] @ point)[:3]
+        seen_m = (mirrored["view_from_crop"][v] @ (torch.diag(torch.tensor([-1.0, 1, 1, 1])) @ point))[:3]
+        uv = ex["target_K"][v] @ seen / seen[2]
+        uv_m = mirrored["target_K"][v] @ seen_m / seen_m[2]
+        assert torch.allclose(uv_m[0], size - uv[0], atol=1e-4) and torch.allclose(uv_m[1], uv[1], atol=1e-4)
+        assert torch.allclose(seen_m[2], seen[2])
+    assert torch.equal(mirrored["image"][..., 0], ex["image"][..., -1])
+    assert torch.allclose(mirror_example(mirrored)["K"], K)
+
+
+@needs_synth
+def test_training_from_shards_is_deterministic_and_resumes(tmp_path):
+    """--data: examples come from the shards (same index, same example), mirrored about half the
+    time, and a run trains from them and resumes."""
+    from volume_cli.synth.writer import write_dataset
+    from volume_cli.train.cli_command import train
+    from volume_cli.train.data import ShardExamples
+
+    data = tmp_path / "data"
+    write_dataset(data, count=3, run_seed=4, size=32, views=3, shard_size=2, temporal=False)
+    examples = ShardExamples([data], run_seed=1, size=32, views=2)
+    assert len(examples) == 3
+    assert sorted(examples.sample_for(i) for i in range(3)) == [0, 1, 2]  # an epoch visits every sample once
+    a, b = examples.example(5), examples.example(5)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert a["target_rgb"].shape == (2, 3, 32, 32) and "pair_image" in a
+    with pytest.raises(ValueError, match="--size"):
+        ShardExamples([data], run_seed=1, size=64, views=2)
+    with pytest.raises(ValueError, match="--views"):
+        ShardExamples([data], run_seed=1, size=32, views=4)
+
+    app = typer.Typer()
+    app.command()(train)
+    runner = CliRunner()
+    args = ["-o", str(tmp_path / "run"), "--data", str(data), "--size", "32", "--views", "2", "--batch-size", "2",
+            "--widths", "16,16,32,32,64", "--val-every", "0", "--device", "cpu", "--render-backend", "torch", "--json"]
+    first = runner.invoke(app, args + ["--steps", "2"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, args + ["--steps", "3", "--resume"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["step"] == 3
+    card = loop.TrainConfig.from_json(json.loads((tmp_path / "run" / "config.json").read_text()))
+    assert card.shard_folders == (str(data.resolve()),)

@@ -245,10 +245,14 @@ class UNetPredictor:
 
     name = "unet"
 
-    def __init__(self, model: UNet, weights_sha256: str | None = None, amp: bool = False) -> None:
+    def __init__(self, model: UNet, weights_sha256: str | None = None, amp: bool = False,
+                 network_size: int | None = None) -> None:
         self.model = model.eval()
         self.weights_sha256 = weights_sha256
         self.amp = amp  # bf16 autocast for the network (CUDA); activations stay float32
+        # The crop side the network was trained at (None: run it at whatever size comes). See
+        # :func:`network_at_size`.
+        self.network_size = network_size
 
     @property
     def device(self) -> torch.device:
@@ -262,9 +266,33 @@ class UNetPredictor:
         images, valid, K = batch.images.to(dev).float(), batch.valid.to(dev), batch.K.to(dev).float()
         distance = batch.head_center[:, 2].to(dev).float()
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp and dev.type == "cuda"):
-            raw = self.model(network_input(images, valid, K))
+            raw = network_at_size(self.model, images, valid, K, self.network_size or s)
         with torch.inference_mode():
             return to_gaussians(raw, images, K, distance)
+
+
+def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size: int) -> Tensor:
+    """Raw head outputs [B, OUT_CHANNELS, S, S] for crops [B, 3, S, S] (valid [B, S, S], K [B, 3, 3])
+    from the network run at ``size`` x ``size``: the crop is area-averaged to that size (K scaled
+    with it; pixel centres at +0.5 scale exactly), and the outputs are resized bilinearly back to S.
+
+    A network sees the head at the scale it was trained at, while every crop pixel still gets its two
+    Gaussians with its own colour (direct colour sampling uses the full-size crop in
+    :func:`to_gaussians`). Splat sizes are predicted in grid pixels, so they shrink with the finer
+    grid and coverage stays as trained."""
+    s = images.shape[-1]
+    if size == s:
+        return model(network_input(images, valid, K))
+    if size % 2 ** (LEVELS - 1):
+        raise ValueError(f"the U-Net needs a size divisible by {2 ** (LEVELS - 1)}, got {size}")
+    r = size / s
+    small = F.interpolate(images, size=(size, size), mode="area") if size < s else \
+        F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    small_valid = F.interpolate(valid[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0] > 0.5
+    K_small = K.clone()
+    K_small[:, :2] = K[:, :2] * r
+    raw = model(network_input(small, small_valid, K_small))
+    return F.interpolate(raw.float(), size=(s, s), mode="bilinear", align_corners=False)
 
 
 # --- weights: safetensors + model card, sha256-checked ---------------------------------------------
@@ -352,4 +380,5 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
 def load_unet_predictor(path: Path = DEFAULT_WEIGHTS, device: str = "cpu", expected_sha256: str | None = None) -> UNetPredictor:
     """The predictor for ``volume convert --predictor unet``: weights from ``path``, checked."""
     model, card = load_weights(path, expected_sha256, device)
-    return UNetPredictor(model, weights_sha256=card["sha256"], amp=device.startswith("cuda"))
+    trained = (card.get("config") or {}).get("size")
+    return UNetPredictor(model, weights_sha256=card["sha256"], amp=device.startswith("cuda"), network_size=trained)

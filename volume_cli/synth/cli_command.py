@@ -27,6 +27,7 @@ def synth(
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Samples per shard file.")] = 32,
     crop_from: Annotated[CropSource, typer.Option("--crop-from", help="Aim the crop from the ground-truth face box, or from MediaPipe on the render as volume convert does (box as fallback).")] = CropSource.truth,
     temporal: Annotated[bool, typer.Option("--temporal/--no-temporal", help="Render each sample's temporal partner frame.")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep the complete shards an interrupted run left in the output folder (same seed, size, views, --temporal) and render only the rest.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object with the results.")] = False,
 ) -> None:
@@ -60,7 +61,7 @@ def synth(
                           console=err, disable=not show) as bar:
                 task = bar.add_task("synth", total=count)
                 result = write_dataset(output, count=count, run_seed=seed, size=size, views=views, temporal=temporal,
-                                       shard_size=shard_size, crop_source=crop_from.value, progress=lambda n: bar.update(task, completed=n))
+                                       shard_size=shard_size, crop_source=crop_from.value, resume=resume, progress=lambda n: bar.update(task, completed=n))
     except (SynthAssetsError, EGLUnavailableError, OSError, ValueError) as exc:
         err.print(f"Error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from exc
@@ -69,5 +70,6 @@ def synth(
     elif preview:
         typer.echo(result["preview"])
     else:
-        typer.echo(f"{result['count']} samples in {result['shards']} shards -> {result['output']} "
-                   f"({result['samples_per_second']} samples/s)")
+        kept = f", {result['reused']} kept from before" if result["reused"] else ""
+        rate = f"{result['samples_per_second']} samples/s" if result["samples_per_second"] else "nothing rendered"
+        typer.echo(f"{result['count']} samples in {result['shards']} shards -> {result['output']} ({rate}{kept})")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from volume_cli.synth.sample import composite, generate_sample, resize_for_sheet, sample_seed
-from volume_cli.synth.shards import key_table, shard_name, write_index, write_shard
+from volume_cli.synth.shards import is_valid_shard, key_table, read_shard, shard_name, write_index, write_shard
 
 
 def write_dataset(
@@ -23,18 +23,33 @@ def write_dataset(
     temporal: bool = True,
     shard_size: int = 32,
     crop_source: str = "truth",
+    resume: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Render ``count`` samples into ``output`` (shards + index.json). Returns a summary dict.
-    ``progress(n)`` is called after each sample with the number done so far."""
+    ``progress(n)`` is called after each sample with the number done so far. ``resume``: keep
+    every complete shard already there whose samples are the ones this call would render (same
+    seeds, size and views), so an interrupted run continues where it stopped."""
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     output.mkdir(parents=True, exist_ok=True)
-    shards, keys, pending, done = [], None, [], 0
+    shards, keys, pending, done, reused = [], None, [], 0, 0
     start = time.perf_counter()
     for i in range(count):
+        if resume and i % shard_size == 0:
+            first_seeds = [sample_seed(run_seed, j) for j in range(i, min(i + shard_size, count))]
+            kept = _reusable_shard(output / shard_name(len(shards)), first_seeds, size, views, temporal)
+            if kept is not None:
+                keys = keys or kept
+                shards.append({"file": shard_name(len(shards)), "first": i, "count": len(first_seeds), "seeds": first_seeds})
+                reused += len(first_seeds)
+        if i < reused:
+            done += 1
+            if progress:
+                progress(done)
+            continue
         seed = sample_seed(run_seed, i)
         sample = generate_sample(seed, size=size, views=views, temporal=temporal, crop_source=crop_source)
         if keys is None:
@@ -50,12 +65,27 @@ def write_dataset(
                            "seeds": [int(s["seed"]) for s in pending]})
             pending = []
     elapsed = time.perf_counter() - start
+    rendered = count - reused
     index = {"count": count, "run_seed": run_seed, "size": size, "views": views, "temporal": temporal,
              "crop_source": crop_source, "shards": shards, "keys": keys}
     write_index(output, index)
     return {"output": str(output), "count": count, "shards": len(shards), "seconds": round(elapsed, 3),
-            "samples_per_second": round(count / elapsed, 3) if elapsed > 0 else None,
-            "size": size, "views": views, "run_seed": run_seed}
+            "samples_per_second": round(rendered / elapsed, 3) if elapsed > 0 and rendered else None,
+            "reused": reused, "size": size, "views": views, "run_seed": run_seed}
+
+
+def _reusable_shard(path: Path, seeds: list[int], size: int, views: int, temporal: bool) -> dict | None:
+    """The key table of the shard at ``path`` if it is complete and holds exactly these samples
+    (seeds in order, crop size, number of views, temporal partner or not); else None."""
+    if not path.is_file() or not is_valid_shard(path):
+        return None
+    samples = list(read_shard(path))
+    if [int(s["seed"]) for s in samples] != seeds:
+        return None
+    first = samples[0]
+    if first["crop"].shape[0] != size or first["target_rgb"].shape[0] != views or ("next_crop" in first) != temporal:
+        return None
+    return key_table(first)
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

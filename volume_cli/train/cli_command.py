@@ -42,6 +42,7 @@ def train(
     views: Annotated[int, typer.Option("--views", min=1, max=16, help="Views per example: the input view plus novel views.")] = 4,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (after a linear warm-up).")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up.")] = 500,
+    data: Annotated[Optional[list[Path]], typer.Option("--data", exists=True, file_okay=False, help="A volume synth output folder to train from (repeatable): samples rendered once, loaded into memory and reused every epoch with fresh views, partners, distance errors and mirroring. Default: render every example on the fly.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed of the training people (sample i: sample_seed(seed, i)).")] = 0,
     init_seed: Annotated[int, typer.Option("--init-seed", help="Seed of the initial weights.")] = 0,
     widths: Annotated[str, typer.Option("--widths", help="Channels of the five U-Net levels, comma-separated.")] = "32,48,96,128,192",
@@ -93,6 +94,7 @@ def train(
             warmup_steps=warmup_steps, widths=width_tuple, distance_noise=distance_noise,
             loss_weights=LossWeights(stability=stability_weight if stability else 0.0),
             render_backend=render_backend.value, amp=amp,
+            shard_folders=tuple(str(p.resolve()) for p in data or ()),
         )
         control = RunControl(steps=steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every, log_every=log_every,
                              val_every=val_every, val_count=val_count, workers=workers, device=dev)

@@ -31,6 +31,7 @@ the same whatever the number of workers, and a resumed run sees exactly the batc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -154,3 +155,98 @@ class TrainBatches(IterableDataset):
                                           distance_noise=self.distance_noise, pair=self.pair)
                            for i in range(first, first + self.batch_size)])
             b += workers
+
+
+# --- examples from ``volume synth`` shards (rendered once, reused every epoch) ---------------------
+
+SHUFFLE_SALT = 0x5A4D
+VIEW_SALT = 0x7E3
+# What make_example needs of a stored sample; the rest (alphas of the full frame, landmarks, meta)
+# is dropped on loading to keep the set in memory.
+SHARD_KEYS = ("seed", "input_image", "input_K", "crop", "crop_K", "crop_R",
+              "target_rgb", "target_alpha", "target_depth", "target_K", "target_w2c")
+_MIRROR = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0]))
+
+
+def mirror_example(ex: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The example of the mirror-image world (x -> -x in the crop-camera frame): every image
+    flipped left-right, every camera conjugated by the mirror, principal points reflected
+    (u -> S - u). A point that projects to u in a view projects to S - u in the mirrored view, at
+    the same depth, so targets and geometry stay consistent. A person's mirror image is another
+    plausible person, which doubles the variety of a fixed set of samples."""
+    out = dict(ex)
+    size = ex["image"].shape[-1]
+    for key in ("image", "valid", "target_rgb", "target_alpha", "target_depth", "pair_image", "pair_valid"):
+        if key in ex:
+            out[key] = ex[key].flip(-1)
+    for key in ("view_from_crop", "pair_view_from_crop"):
+        if key in ex:
+            out[key] = _MIRROR @ ex[key] @ _MIRROR
+    for key in ("K", "target_K"):
+        K = ex[key].clone()
+        K[..., 0, 2] = size - K[..., 0, 2]
+        K[..., 0, 1] = -K[..., 0, 1]
+        out[key] = K
+    return out
+
+
+class ShardExamples:
+    """Training examples from the shards of one or more ``volume synth`` output folders, all held in
+    memory (~1.5 MB a sample at S = 128). Example ``i`` of run ``run_seed``:
+
+    * sample: epoch ``i // N`` visits the N samples in a shuffled order drawn from the run seed and
+      the epoch; example i takes place ``i % N`` of it;
+    * views: view 0 (the crop camera) plus ``views - 1`` of the stored novel views, drawn anew;
+    * distance error, background, stability partner: ``make_example`` with ``example_rng(run_seed, i)``;
+    * mirrored (``mirror_example``) with probability 1/2.
+
+    Everything comes from (run_seed, i), so a resumed run sees the batches it would have seen."""
+
+    def __init__(self, folders: list[str | Path] | tuple[str | Path, ...], *, run_seed: int, size: int, views: int,
+                 distance_noise: float = DISTANCE_NOISE, pair: bool = True, progress=None) -> None:
+        from volume_cli.synth.shards import read_index, read_shard
+
+        self.run_seed, self.views, self.distance_noise, self.pair = run_seed, views, distance_noise, pair
+        self.samples: list[dict] = []
+        self.sources: list[dict] = []
+        for folder in folders:
+            folder = Path(folder)
+            index = read_index(folder)
+            if index["size"] != size:
+                raise ValueError(f"{folder} holds {index['size']} px samples; this run trains at --size {size}")
+            if index["views"] < views:
+                raise ValueError(f"{folder} holds {index['views']} views a sample; this run needs --views {views} or fewer")
+            for shard in index["shards"]:
+                for sample in read_shard(folder / shard["file"]):
+                    self.samples.append({k: sample[k] for k in SHARD_KEYS})
+                    if progress:
+                        progress(len(self.samples))
+            self.sources.append({"folder": str(folder), "run_seed": index["run_seed"], "count": index["count"]})
+        if not self.samples:
+            raise ValueError("the shard folders hold no samples")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def sample_for(self, index: int) -> int:
+        n = len(self.samples)
+        order = np.random.default_rng([SHUFFLE_SALT, int(self.run_seed), index // n]).permutation(n)
+        return int(order[index % n])
+
+    def example(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[self.sample_for(index)]
+        pick = np.random.default_rng([VIEW_SALT, int(self.run_seed), int(index)])
+        stored = sample["target_rgb"].shape[0]
+        chosen = np.concatenate([[0], np.sort(pick.choice(np.arange(1, stored), self.views - 1, replace=False))]).astype(int)
+        sub = dict(sample)
+        for key in ("target_rgb", "target_alpha", "target_depth", "target_K", "target_w2c"):
+            sub[key] = sample[key][chosen]
+        ex = make_example(sub, example_rng(self.run_seed, index), distance_noise=self.distance_noise, pair=self.pair)
+        return mirror_example(ex) if pick.random() < 0.5 else ex
+
+    def batches(self, start: int, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Batch b = examples b*B ... b*B + B - 1, for b = start, start + 1, ... (endless)."""
+        b = start
+        while True:
+            yield collate([self.example(i) for i in range(b * batch_size, (b + 1) * batch_size)])
+            b += 1

@@ -30,7 +30,7 @@ from torch import Tensor
 from volume_cli.evaluate.metrics import psnr, ssim
 from volume_cli.predictors.unet import DEFAULT_WIDTHS, UNet, network_input, save_weights, to_gaussians
 from volume_cli.render import render, resolve_backend
-from volume_cli.train.data import DISTANCE_NOISE, TrainBatches, render_example
+from volume_cli.train.data import DISTANCE_NOISE, ShardExamples, TrainBatches, render_example
 from volume_cli.train.losses import LossWeights, example_losses
 
 CHECKPOINT = "checkpoint.pt"
@@ -61,16 +61,21 @@ class TrainConfig:
     loss_weights: LossWeights = field(default_factory=LossWeights)
     render_backend: str = "auto"
     amp: bool = True  # bf16 autocast for the network on CUDA (ignored on CPU)
+    # ``volume synth`` output folders to train from (rendered once, reused every epoch); empty:
+    # render every example on the fly
+    shard_folders: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["widths"] = list(self.widths)
+        d["shard_folders"] = list(self.shard_folders)
         return d
 
     @staticmethod
     def from_json(d: dict) -> "TrainConfig":
         d = dict(d)
         d["widths"] = tuple(d["widths"])
+        d["shard_folders"] = tuple(d.get("shard_folders", ()))
         d["loss_weights"] = LossWeights(**d["loss_weights"])
         return TrainConfig(**d)
 
@@ -237,6 +242,24 @@ class SynthSource:
                 for i in range(count)]
 
 
+class ShardSource(SynthSource):
+    """Training batches from ``volume synth`` shards (``config.shard_folders``, loaded into memory
+    once); validation examples from the generator, as for SynthSource."""
+
+    def __init__(self, config: TrainConfig, workers: int = 0) -> None:
+        super().__init__(config, workers)
+        c = config
+        self.examples = ShardExamples(c.shard_folders, run_seed=c.run_seed, size=c.size, views=c.views,
+                                      distance_noise=c.distance_noise, pair=c.stability)
+
+    def batches(self, start: int) -> Iterator[dict[str, Tensor]]:
+        return self.examples.batches(start, self.config.batch_size)
+
+
+def default_source(config: TrainConfig, workers: int) -> SynthSource:
+    return ShardSource(config) if config.shard_folders else SynthSource(config, workers)
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 class _Stop:
@@ -295,7 +318,7 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
         (run_dir / CONFIG).write_text(json.dumps(config.to_json(), indent=2) + "\n")
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    source = source or SynthSource(config, control.workers)
+    source = source or default_source(config, control.workers)
     backend = resolve_backend(config.render_backend).value
     _append(log_path, {"kind": "event", "event": "resume" if resume else "start", "step": step, "device": device,
                        "backend": backend, "time": time.time()})
@@ -316,6 +339,17 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
         t0 = time.monotonic()
         save_checkpoint(ckpt_path, model, optimizer, step, config, elapsed_before + time.monotonic() - t_start, last_val)
         ckpt_s = max(1.0, time.monotonic() - t0)
+
+    def log_window(step_seconds: float, data_seconds: float) -> None:
+        """One "train" line: the mean of each loss term over the steps since the previous line."""
+        nonlocal window, window_n
+        record = {"kind": "train", "step": step, **{k: v / window_n for k, v in window.items()},
+                  "lr": lr_at(step - 1, config), "step_s": step_seconds, "data_s": data_seconds,
+                  "elapsed_s": elapsed_before + time.monotonic() - t_start}
+        _append(log_path, record)
+        window, window_n = {}, 0
+        if progress:
+            progress(record)
 
     with _Stop() as stop:
         try:
@@ -341,13 +375,7 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
                     window[k] = window.get(k, 0.0) + v
                 window_n += 1
                 if step % control.log_every == 0 or step == control.steps:
-                    record = {"kind": "train", "step": step, **{k: v / window_n for k, v in window.items()},
-                              "lr": lr_at(step - 1, config), "step_s": dt, "data_s": t_data,
-                              "elapsed_s": elapsed_before + time.monotonic() - t_start}
-                    _append(log_path, record)
-                    if progress:
-                        progress(record)
-                    window, window_n = {}, 0
+                    log_window(dt, t_data)
                 if val_examples and step % control.val_every == 0:
                     if deadline is None or time.monotonic() + val_s + 2 * ckpt_s < deadline:
                         t1 = time.monotonic()
@@ -360,6 +388,8 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
                     checkpoint()
         except KeyboardInterrupt:
             stopped = "interrupted"
+        if window_n:  # steps since the last log line (a budget, signal or Ctrl-C stop)
+            log_window(step_s or 0.0, 0.0)
         checkpoint()
     if stopped == "done" and val_examples and (last_val is None or last_val["step"] != step):
         last_val = {"step": step, **validate(model, val_examples, config, device)}
@@ -384,11 +414,27 @@ def export_weights(model: UNet, config: TrainConfig, step: int, device: str, val
     save_weights(model, path, {
         "config": config.to_json(),
         "data": {"generator": "volume_cli.synth", "sample_format_version": FORMAT_VERSION, "run_seed": config.run_seed,
-                 "samples_seen": step * config.batch_size, "validation_run_seed": VALIDATION_RUN_SEED},
+                 "shards": _shard_summary(config.shard_folders),
+                 "examples_seen": step * config.batch_size, "validation_run_seed": VALIDATION_RUN_SEED},
         "steps": step, "device": dev_name, "torch": torch.__version__, "validation": validation,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return path
+
+
+def _shard_summary(folders: tuple[str, ...]) -> list[dict]:
+    """Where pre-rendered training samples came from: each folder's synth run seed and count."""
+    from volume_cli.synth.shards import read_index
+
+    out = []
+    for folder in folders:
+        try:
+            index = read_index(Path(folder))
+            out.append({"folder": Path(folder).name, "run_seed": index["run_seed"], "count": index["count"],
+                        "size": index["size"], "views": index["views"]})
+        except (OSError, ValueError):
+            out.append({"folder": Path(folder).name, "missing": True})
+    return out
 
 
 def export_checkpoint(checkpoint: Path, folder: Path) -> Path:
