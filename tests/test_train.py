@@ -299,6 +299,12 @@ def test_training_from_shards_is_deterministic_and_resumes(tmp_path):
     assert a["target_rgb"].shape == (2, 3, 32, 32) and "pair_image" in a
     with pytest.raises(ValueError, match="--size"):
         ShardExamples([data], run_seed=1, size=64, views=2)
+    half = ShardExamples([data], run_seed=1, size=16, views=2)  # stored at 32: area-averaged to 16
+    small, full = half.samples[0], examples.samples[0]
+    assert small["crop"].shape == (16, 16, 3) and small["target_rgb"].shape == (3, 16, 16, 3)
+    np.testing.assert_allclose(small["crop"][3, 5], full["crop"][6:8, 10:12].reshape(-1, 3).mean(0), atol=1)
+    assert small["crop_K"][0, 0] == full["crop_K"][0, 0] / 2 and small["target_K"][1, 1, 2] == full["target_K"][1, 1, 2] / 2
+    assert half.example(0)["pair_image"].shape == (3, 16, 16)
     with pytest.raises(ValueError, match="--views"):
         ShardExamples([data], run_seed=1, size=32, views=4)
 
@@ -314,3 +320,24 @@ def test_training_from_shards_is_deterministic_and_resumes(tmp_path):
     assert json.loads(again.stdout)["step"] == 3
     card = loop.TrainConfig.from_json(json.loads((tmp_path / "run" / "config.json").read_text()))
     assert card.shard_folders == (str(data.resolve()),)
+
+
+def test_downsized_novel_views_keep_the_geometry():
+    """Half-size targets: K halves (a point at pixel u lands at u / 2), colour and alpha are area
+    means, depth is a sample of the surface (never a blend with the background's 0)."""
+    from volume_cli.train.losses import downsized_views
+
+    s = 8
+    rgb, alpha = torch.rand(2, 3, s, s), torch.rand(2, s, s)
+    depth = torch.where(torch.rand(2, s, s) > 0.5, torch.rand(2, s, s) + 0.5, torch.zeros(2, s, s))
+    K = torch.tensor([[10.0, 0, 4.0], [0, 10.0, 4.0], [0, 0, 1]]).expand(2, 3, 3)
+    r, a, d, K2 = downsized_views(rgb, alpha, depth, K, s // 2)
+    point = torch.tensor([0.03, -0.02, 0.5])
+    uv, uv2 = K[0] @ point / point[2], K2[0] @ point / point[2]
+    assert torch.allclose(uv2[:2], uv[:2] / 2)
+    assert torch.allclose(r[0, :, 0, 0], rgb[0, :, :2, :2].mean((-1, -2))) and torch.isclose(a[1, 1, 1], alpha[1, 2:4, 2:4].mean())
+    assert set(d.flatten().tolist()) <= set(depth.flatten().tolist())
+    # The losses run with half-size novel views, and their terms stay finite.
+    ex = {k: v[0] for k, v in _batch().items()}
+    terms = example_losses(_ball(), ex, _ball(), LossWeights(), backend="torch", novel_size=S // 2)
+    assert all(math.isfinite(float(v)) for v in terms.values())

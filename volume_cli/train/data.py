@@ -190,9 +190,41 @@ def mirror_example(ex: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def downsized_sample(sample: dict, size: int) -> dict:
+    """A stored sample with its crop and target views area-averaged to ``size`` (the stored side a
+    multiple of it) and their intrinsics scaled to match (pixel centres at +0.5 scale exactly); depth
+    is sampled at the nearest pixel so that it never blends surface and background. The input frame is
+    kept: stability partners are cut from it at the new size."""
+    s = sample["crop"].shape[0]
+    if s == size:
+        return sample
+    f = s // size
+
+    def area(img: np.ndarray) -> np.ndarray:  # [..., s, s(, c)] uint8 -> [..., size, size(, c)]
+        a = img.astype(np.float32)
+        shape = a.shape[:-3] + (size, f, size, f) + a.shape[-1:] if img.ndim >= 3 and img.shape[-1] == 3 else None
+        if shape is None:  # [..., s, s]
+            a = a.reshape(a.shape[:-2] + (size, f, size, f)).mean((-3, -1))
+        else:
+            a = a.reshape(shape).mean((-4, -2))
+        return (a + 0.5).astype(np.uint8)
+
+    def scaled(K: np.ndarray) -> np.ndarray:
+        K = K.copy()
+        K[..., :2, :] /= f
+        return K
+
+    out = dict(sample)
+    out["crop"], out["target_rgb"], out["target_alpha"] = area(sample["crop"]), area(sample["target_rgb"]), area(sample["target_alpha"])
+    out["target_depth"] = sample["target_depth"][..., f // 2::f, f // 2::f].copy()
+    out["crop_K"], out["target_K"] = scaled(sample["crop_K"]), scaled(sample["target_K"])
+    return out
+
+
 class ShardExamples:
     """Training examples from the shards of one or more ``volume synth`` output folders, all held in
-    memory (~1.5 MB a sample at S = 128). Example ``i`` of run ``run_seed``:
+    memory (~1.5 MB a sample at S = 128), resized to the run's crop size when the stored one is a
+    multiple of it. Example ``i`` of run ``run_seed``:
 
     * sample: epoch ``i // N`` visits the N samples in a shuffled order drawn from the run seed and
       the epoch; example i takes place ``i % N`` of it;
@@ -212,13 +244,14 @@ class ShardExamples:
         for folder in folders:
             folder = Path(folder)
             index = read_index(folder)
-            if index["size"] != size:
-                raise ValueError(f"{folder} holds {index['size']} px samples; this run trains at --size {size}")
+            if index["size"] % size:
+                raise ValueError(f"{folder} holds {index['size']} px samples; this run trains at --size {size}, "
+                                 "which must divide it")
             if index["views"] < views:
                 raise ValueError(f"{folder} holds {index['views']} views a sample; this run needs --views {views} or fewer")
             for shard in index["shards"]:
                 for sample in read_shard(folder / shard["file"]):
-                    self.samples.append({k: sample[k] for k in SHARD_KEYS})
+                    self.samples.append(downsized_sample({k: sample[k] for k in SHARD_KEYS}, size))
                     if progress:
                         progress(len(self.samples))
             self.sources.append({"folder": str(folder), "run_seed": index["run_seed"], "count": index["count"]})

@@ -15,6 +15,11 @@ random background colour, the targets composited on the same colour):
   partner's (same moment, jittered crop, fresh noise; see data.py). The known motion between the
   two is zero, so any difference is instability. Zero for identical inputs.
 
+Novel views (and the partner's) may be rendered smaller than the crop (``novel_size``: intrinsics
+scaled, targets area-averaged, depth sampled at the nearest pixel): the rasteriser's cost grows with
+pixels times splats, and on a CPU it is most of a step. The input view is always full size, since
+that is where authenticity is learned.
+
 No perceptual (LPIPS/VGG) term: its weights would have to be downloaded, and nothing is, ever.
 
 Scale correction (VoluMe trains with it: from one image the head's size and distance are known
@@ -79,6 +84,25 @@ def _composite(rgb_premultiplied: Tensor, alpha: Tensor, background: Tensor) -> 
     return rgb_premultiplied.permute(0, 2, 3, 1) + (1 - alpha[..., None]) * background
 
 
+def downsized_views(rgb: Tensor, alpha: Tensor, depth: Tensor, K: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Target views [C, 3, S, S] / [C, S, S] / [C, S, S] and intrinsics [C, 3, 3] at ``size`` x ``size``
+    (S a multiple of it): colour and alpha area-averaged, depth from the pixel nearest each new pixel
+    centre (an average would blend surface and background), K scaled (pixel centres at +0.5 scale
+    exactly)."""
+    s = rgb.shape[-1]
+    if size == s:
+        return rgb, alpha, depth, K
+    if s % size:
+        raise ValueError(f"novel views of {size} px need a crop size that is a multiple of it, got {s}")
+    f = s // size
+    rgb_small = torch.nn.functional.avg_pool2d(rgb, f)
+    alpha_small = torch.nn.functional.avg_pool2d(alpha[:, None], f)[:, 0]
+    depth_small = depth[:, f // 2::f, f // 2::f]
+    K_small = K.clone()
+    K_small[:, :2] = K[:, :2] / f
+    return rgb_small, alpha_small, depth_small, K_small
+
+
 def _depth_l1(pred: Tensor, target: Tensor, gt_alpha: Tensor) -> Tensor:
     solid = (gt_alpha > SOLID_ALPHA) & (target > 0)
     if not bool(solid.any()):
@@ -87,38 +111,39 @@ def _depth_l1(pred: Tensor, target: Tensor, gt_alpha: Tensor) -> Tensor:
 
 
 def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, weights: LossWeights,
-                   backend: str = "auto") -> dict[str, Tensor]:
+                   backend: str = "auto", novel_size: int | None = None) -> dict[str, Tensor]:
     """Loss terms for one example. g: its predicted set [N, ...] in the crop-camera frame; ex: the
     example (see data.py) without the batch dimension; pair: the partner's prediction in the
-    partner's crop frame, or None. Returns the weighted ``total`` and each raw term."""
+    partner's crop frame, or None; novel_size: side of the novel-view renders (default: the crop's).
+    Returns the weighted ``total`` and each raw term."""
     size = ex["image"].shape[-1]
     bg = ex["background"]
     bg_tuple = tuple(float(c) for c in bg)
-    targets = _composite(ex["target_rgb"], ex["target_alpha"], bg)  # [V, S, S, 3]
     views = ex["view_from_crop"]
-    Ks = ex["target_K"]
     num_views = views.shape[0]
+    small = novel_size or size
+    novel_rgb, novel_alpha, novel_depth, novel_K = downsized_views(
+        ex["target_rgb"][1:], ex["target_alpha"][1:], ex["target_depth"][1:], ex["target_K"][1:], small)
 
-    first = render(g, views[:1], Ks[:1], size, size, background=bg_tuple, backend=backend)
+    first = render(g, views[:1], ex["target_K"][:1], size, size, background=bg_tuple, backend=backend)
     terms = {
-        "input_view": photometric(first.rgb, targets[:1]),
+        "input_view": photometric(first.rgb, _composite(ex["target_rgb"][:1], ex["target_alpha"][:1], bg)),
         "alpha": (first.alpha - ex["target_alpha"][:1]).abs().mean(),
         "depth": _depth_l1(first.depth[0], ex["target_depth"][0] * ex["distance_scale"], ex["target_alpha"][0]),
     }
     s = scale_correction(first.depth[0], first.alpha[0], ex["target_depth"][0], ex["target_alpha"][0])
     terms["scale"] = s
     if num_views > 1:
-        novel = render(scaled_about_camera(g, s), views[1:], Ks[1:], size, size, background=bg_tuple, backend=backend)
-        terms["novel_views"] = photometric(novel.rgb, targets[1:])
-        alpha_novel = (novel.alpha - ex["target_alpha"][1:]).abs().mean()
+        novel = render(scaled_about_camera(g, s), views[1:], novel_K, small, small, background=bg_tuple, backend=backend)
+        terms["novel_views"] = photometric(novel.rgb, _composite(novel_rgb, novel_alpha, bg))
+        alpha_novel = (novel.alpha - novel_alpha).abs().mean()
         terms["alpha"] = (terms["alpha"] + (num_views - 1) * alpha_novel) / num_views
-        depth_novel = torch.stack([_depth_l1(d, t, a) for d, t, a in
-                                   zip(novel.depth, ex["target_depth"][1:], ex["target_alpha"][1:])]).mean()
+        depth_novel = torch.stack([_depth_l1(d, t, a) for d, t, a in zip(novel.depth, novel_depth, novel_alpha)]).mean()
         terms["depth"] = (terms["depth"] + (num_views - 1) * depth_novel) / num_views
         if pair is not None:
             # The partner lives in its own crop frame; both frames share the camera centre, so the
             # same s scales both about the same point.
-            other = render(scaled_about_camera(pair, s), ex["pair_view_from_crop"][1:], Ks[1:], size, size,
+            other = render(scaled_about_camera(pair, s), ex["pair_view_from_crop"][1:], novel_K, small, small,
                            background=bg_tuple, backend=backend)
             terms["stability"] = stability_loss(novel.rgb, novel.alpha, other.rgb, other.alpha)
     zero = first.rgb.sum() * 0.0
