@@ -44,21 +44,34 @@ def head_mask(landmarks: np.ndarray, K: np.ndarray, person: np.ndarray, valid: n
 def measure_image(image: np.ndarray, predictor: Predictor, size: int = 256, fov_deg: float | None = None) -> AuthenticityResult:
     """Predict splats for one still ``image`` [H, W, 3] uint8 RGB and compare their input-view
     render with the crop. Raises ValueError when no face is found."""
-    from volume_cli.pipeline import crop_batch, to_original_frame
-    from volume_cli.render import render
+    return measure_crop(crop_image(image, size, fov_deg), predictor)[0]
 
+
+def crop_image(image: np.ndarray, size: int = 256, fov_deg: float | None = None, finder: FaceFinder | None = None):
+    """The head crop (a framing.FramedCrop) of a still ``image`` [H, W, 3] uint8 RGB, cut as
+    ``volume convert`` cuts it. Raises ValueError when no face is found."""
     K = camera.image_intrinsics(image.shape[1], image.shape[0], fov_deg=fov_deg)
-    with FaceFinder(video=False) as finder:
+    if finder is None:
+        with FaceFinder(video=False) as own:
+            face = own.find(image)
+    else:
         face = finder.find(image)
     if face is None:
         raise ValueError("no face found")
-    fc = frame_crop(image, K, face, head_state(face, K), size)
+    return frame_crop(image, K, face, head_state(face, K), size)
+
+
+def measure_crop(fc, predictor: Predictor):
+    """(AuthenticityResult, the predicted splats in the crop camera's frame, pruned) for a
+    FramedCrop."""
+    from volume_cli.pipeline import crop_batch
+    from volume_cli.render import render
+
+    size = fc.crop.shape[0]
     with torch.inference_mode():
-        splats = to_original_frame(predictor.predict(crop_batch([fc], "cpu"))[0], fc.cam.R).prune()
-    # The input camera of the crop: the virtual camera, whose world-to-camera rotation is R.
-    view = np.eye(4)
-    view[:3, :3] = fc.cam.R
-    rendered = render(splats, view[None], fc.cam.K[None], size, size, backend="torch").rgb[0]
+        splats = predictor.predict(crop_batch([fc], "cpu"))[0].prune()
+    # The crop camera sits at the origin of the splats' frame.
+    rendered = render(splats, np.eye(4)[None], fc.cam.K[None], size, size, backend="torch").rgb[0]
     target = torch.from_numpy(fc.crop).float() / 255.0
     segmenter = predictor if isinstance(predictor, GeometricPredictor) else GeometricPredictor(colour_steps=0)
     mask = head_mask(fc.landmarks, fc.cam.K, segmenter.person_mask(fc.crop), fc.valid)
@@ -66,4 +79,4 @@ def measure_image(image: np.ndarray, predictor: Predictor, size: int = 256, fov_
     return AuthenticityResult(
         psnr_db=psnr(rendered, target, mask_t), ssim=ssim(rendered, target, mask_t), mask_pixels=int(mask.sum()),
         splats=splats.count, crop=fc.crop, render=(rendered.clamp(0, 1) * 255 + 0.5).byte().numpy(), mask=mask,
-    )
+    ), splats

@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 from volume_cli.camera import warp_crop
@@ -246,8 +245,3 @@ def composite(rgb_premultiplied: np.ndarray, alpha: np.ndarray, background) -> n
     a = alpha.astype(np.float32)[..., None] / 255.0
     out = rgb_premultiplied.astype(np.float32) + (1 - a) * np.asarray(background, np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def resize_for_sheet(image: np.ndarray, height: int) -> np.ndarray:
-    w = max(1, round(image.shape[1] * height / image.shape[0]))
-    return cv2.resize(image, (w, height), interpolation=cv2.INTER_AREA)

@@ -9,7 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from volume_cli.synth.sample import composite, generate_sample, resize_for_sheet, sample_seed
+from volume_cli.sheets import label, resize_to_height, stack_rows
+from volume_cli.synth.sample import composite, generate_sample, sample_seed
 from volume_cli.synth.shards import is_valid_shard, key_table, read_shard, shard_name, write_index, write_shard
 
 
@@ -88,14 +89,6 @@ def _reusable_shard(path: Path, seeds: list[int], size: int, views: int, tempora
     return key_table(first)
 
 
-def _label(img: np.ndarray, text: str) -> np.ndarray:
-    img = img.copy()
-    scale = max(0.3, img.shape[0] / 400)
-    cv2.putText(img, text, (4, int(14 * scale / 0.35 * 0.35) + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, (4, int(14 * scale / 0.35 * 0.35) + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
-
-
 def contact_sheet(samples: list[dict], height: int) -> np.ndarray:
     """One row per sample: input frame (face box drawn), crop, next crop, then every target view
     over grey. uint8 [rows * height, W, 3]."""
@@ -107,18 +100,16 @@ def contact_sheet(samples: list[dict], height: int) -> np.ndarray:
         meta = s["meta"]
         look, ident = meta["look"], meta["identity"]
         text = f"{int(s['seed']) % 100000} age {ident['age']:.0f} {look['hair_style']}" + (" glasses" if look["glasses"] else "")
-        tiles = [_label(resize_for_sheet(frame, height), text),
-                 _label(resize_for_sheet(s["crop"], height), f"crop ({meta.get('crop_source', 'truth')})")]
+        tiles = [label(resize_to_height(frame, height), text),
+                 label(resize_to_height(s["crop"], height), f"crop ({meta.get('crop_source', 'truth')})")]
         if "next_crop" in s:
-            tiles.append(_label(resize_for_sheet(s["next_crop"], height), "next"))
+            tiles.append(label(resize_to_height(s["next_crop"], height), "next"))
         for v, (rgb, a) in enumerate(zip(s["target_rgb"], s["target_alpha"])):
             info = meta["target_views"][v]
-            tiles.append(_label(resize_for_sheet(composite(rgb, a, (110, 110, 110)), height),
+            tiles.append(label(resize_to_height(composite(rgb, a, (110, 110, 110)), height),
                                 "crop cam" if v == 0 else f"yaw {info['yaw']:.0f} pitch {info['pitch']:.0f}"))
-        rows.append(np.concatenate(tiles, axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    return np.concatenate(rows, axis=0)
+        rows.append(tiles)
+    return stack_rows(rows)
 
 
 def write_preview(path: Path, *, run_seed: int, people: int = 6, size: int = 256, views: int = 4,
