@@ -517,6 +517,7 @@ def test_convert_selection(tmp_path):
         ["--size", 16],
         ["--on-missing", "ignore"],
         ["--overwrite", "--resume"],
+        ["--weights", Path(__file__)],  # weights for the geometric predictor
     ],
 )
 def test_convert_usage_errors(media, tmp_path, args):
@@ -614,3 +615,24 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     # kill, timeout(1) and cancelled CI jobs send SIGTERM; the folder must be as consistent.
     _, code, stdout, stderr = interrupt_convert(tmp_path / "out", signal.SIGTERM)
     assert_interrupted_cleanly(tmp_path / "out", code, stdout, stderr)
+
+
+def test_convert_with_unet_weights_of_ones_own(media, tmp_path):
+    """--predictor unet --weights FILE: the file is hash-checked and recorded in sequence.json; a
+    tampered file is refused before anything is written. (Untrained weights: this tests the
+    plumbing, not a model.)"""
+    from volume_cli.predictors import unet
+
+    weights = tmp_path / "mine" / "unet.safetensors"
+    card = unet.save_weights(unet.UNet((16, 16, 32, 32, 64)), weights, {"config": {"size": 64}, "steps": 0})
+    out = tmp_path / "out"
+    result = invoke("convert", media["face_png"], "-o", out, *FAST, "--predictor", "unet", "--weights", weights, "--json")
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((out / "sequence.json").read_text())
+    assert manifest["predictor"] == {"name": "unet", "weights_sha256": card["sha256"]}
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert_error(invoke("convert", media["face_png"], "-o", tmp_path / "bad", *FAST, "--predictor", "unet", "--weights", weights),
+                 match="refusing to load")
+    assert not (tmp_path / "bad").exists()

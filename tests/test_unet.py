@@ -180,3 +180,31 @@ def test_shipped_weights_folder_holds_no_random_weights():
     if U.DEFAULT_WEIGHTS.exists():  # once shipped, it must load and carry its validation metrics
         _, card = U.load_weights(U.DEFAULT_WEIGHTS)
         assert card["steps"] > 0 and card["validation"]
+
+
+def test_network_at_its_trained_size_still_gives_every_crop_pixel_two_gaussians():
+    """A network trained at S/2 runs at S/2 and its outputs are resized to S: [B, 2 S S] Gaussians,
+    the first layer coloured by its own full-size pixel; with constant outputs (zero head weights)
+    the set is identical to running the network at S."""
+    batch = _batch(2)
+    model = _exact_bias_model()
+    native = U.UNetPredictor(model).predict(batch)
+    half = U.UNetPredictor(model, network_size=S // 2).predict(batch)
+    assert half.means.shape == native.means.shape == (2, 2 * S * S, 3)
+    for name in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+        torch.testing.assert_close(getattr(half, name), getattr(native, name), atol=1e-5, rtol=1e-5)
+    # With real weights the outputs differ, but stay finite and keep the direct colour sampling.
+    torch.manual_seed(1)
+    model = U.UNet()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.05)
+    g = U.UNetPredictor(model, network_size=S // 2).predict(batch)
+    assert bool(g.finite_mask().all())
+    with pytest.raises(ValueError, match="divisible by 16"):
+        U.UNetPredictor(model, network_size=24).predict(batch)
+
+
+def test_loaded_predictor_runs_at_the_size_in_its_card(tmp_path):
+    path = tmp_path / "unet.safetensors"
+    U.save_weights(U.UNet((16, 16, 32, 32, 64)), path, {"config": {"size": 64}, "steps": 0})
+    assert U.load_unet_predictor(path).network_size == 64

@@ -133,6 +133,7 @@ def convert(
     max_frames: Annotated[Optional[int], typer.Option(help="Convert at most N frames.", min=1)] = None,
     format: Annotated[SplatFormat, typer.Option("--format", help="Splat file format: ply (3DGS, lossless), splat (antimatter15, 32 B a splat), ply-compressed (SuperSplat, 16 B a splat).")] = SplatFormat.ply,
     predictor: Annotated[PredictorName, typer.Option(help="Predictor: geometric (face mesh + head proxy, no learning) or unet (the trained network in weights/; none is shipped yet).")] = PredictorName.geometric,
+    weights: Annotated[Optional[Path], typer.Option("--weights", exists=True, dir_okay=False, help="With --predictor unet: a .safetensors file of your own training (its .json model card beside it). [default: weights/unet.safetensors]")] = None,
     device: DeviceOpt = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Crops per predictor call.", min=1)] = 8,
     on_missing: Annotated[OnMissing, typer.Option(help="Frames with no face: skip (write nothing), hold (repeat the previous frame's splats), fail (stop before writing anything).")] = OnMissing.skip,
@@ -157,6 +158,8 @@ def convert(
 
     if overwrite and resume:
         raise typer.BadParameter("use either --overwrite or --resume, not both")
+    if weights is not None and predictor is not PredictorName.unet:
+        raise typer.BadParameter("--weights is for --predictor unet")
     if start is not None and end is not None and end <= start:
         raise typer.BadParameter(f"--end ({end}) must be after --start ({start})")
     if focal is not None and focal <= 0 or fov is not None and not 1 < fov < 179:
@@ -171,7 +174,7 @@ def convert(
     try:
         with sigterm_as_interrupt():
             src = open_source(source, start_s=start, end_s=end, every=every, max_frames=max_frames)
-            model = load_predictor(predictor, run_device)
+            model = load_predictor(predictor, run_device, weights)
             report = pipeline.convert(
                 src, output, model, settings, device=run_device, batch_size=batch_size,
                 overwrite=overwrite, resume=resume, progress=progress,
@@ -336,6 +339,8 @@ def bench(
     source: Annotated[Path, typer.Argument(help="Video to time on. [default: the bundled example]", show_default=False)] = BUNDLED_EXAMPLE,
     frames: Annotated[int, typer.Option(help="Frames to time.", min=1)] = 48,
     size: Annotated[int, typer.Option(help="Crop size.", min=64, max=1024)] = 256,
+    predictor: Annotated[PredictorName, typer.Option(help="Predictor to time.")] = PredictorName.geometric,
+    weights: Annotated[Optional[Path], typer.Option("--weights", exists=True, dir_okay=False, help="With --predictor unet: its weights. [default: weights/unet.safetensors]")] = None,
     device: DeviceOpt = Device.auto,
     as_json: JsonOpt = False,
 ) -> None:
@@ -351,8 +356,8 @@ def bench(
     silence_native_stderr()
     run_device = resolve_device(device)
     try:
-        predictor = load_predictor(PredictorName.geometric, run_device)
-        result = benchmarks.bench_convert(source, predictor, frames=frames, device=run_device, size=size)
+        model = load_predictor(predictor, run_device, weights)
+        result = benchmarks.bench_convert(source, model, frames=frames, device=run_device, size=size)
     except (InputError, ValueError) as e:
         raise fail(str(e))
     splats, head = result.pop("_splats"), result.pop("_head")

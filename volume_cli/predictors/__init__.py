@@ -12,17 +12,18 @@ class PredictorName(str, enum.Enum):
     unet = "unet"
 
 
-def load_predictor(name: PredictorName, device: str) -> Predictor:
+def load_predictor(name: PredictorName, device: str, weights=None) -> Predictor:
     """Build the named predictor for ``device`` ("cpu" or "cuda"). Nothing is downloaded; the
-    U-Net raises predictors.unet.WeightsError when weights/ holds no (valid) trained weights."""
+    U-Net reads ``weights`` (default weights/unet.safetensors) and raises
+    predictors.unet.WeightsError when they are missing or fail their hash check."""
     if name is PredictorName.geometric:
         from volume_cli.predictors.geometric import GeometricPredictor
 
         return GeometricPredictor()  # NumPy + MediaPipe: CPU whatever the device
     if name is PredictorName.unet:
-        from volume_cli.predictors.unet import load_unet_predictor
+        from volume_cli.predictors.unet import DEFAULT_WEIGHTS, load_unet_predictor
 
-        return load_unet_predictor(device=device)  # weights/unet.safetensors, hash-checked
+        return load_unet_predictor(weights or DEFAULT_WEIGHTS, device=device)  # hash-checked
     raise ValueError(f"unknown predictor {name!r}")
 
 
