@@ -45,9 +45,26 @@ def test_head_table_is_consistent():
     names = [(h.name, h.layer) for h in U.HEADS]
     assert len(names) == len(set(names)), "each (head, layer) appears once"
     assert all(len(h.bias) == h.channels for h in U.HEADS)
-    assert U.OUT_CHANNELS == sum(h.channels for h in U.HEADS) == 2 * 15
+    assert U.OUT_CHANNELS == sum(h.channels for h in U.HEADS) == 2 * 12 + 3
     for layer in range(GAUSSIANS_PER_PIXEL):
-        assert {h.name for h in U.HEADS if h.layer == layer} == {"depth", "offset", "opacity", "scale", "rotation", "colour"}
+        assert {h.name for h in U.HEADS if h.layer == layer} == set(U.LAYER_HEADS) | ({"offset"} if layer == 1 else set())
+
+
+def test_front_gaussians_stay_on_their_pixel_rays():
+    """Whatever the network outputs, each first-layer Gaussian projects onto its own pixel centre
+    (the input view is reproduced by construction); the back layer may leave its ray."""
+    torch.manual_seed(5)
+    model = U.UNet()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.5)
+        model.head.bias.normal_(0, 1.0)
+    batch = _batch(1)
+    g = U.UNetPredictor(model).predict(batch)
+    pix = camera.project(batch.K[0].double().numpy(), g.means[0].double().numpy())
+    v, u = np.mgrid[0:S, 0:S] + 0.5
+    expected = np.stack([u.ravel(), v.ravel()], -1)
+    np.testing.assert_allclose(pix[: S * S], expected, atol=1e-3)
+    assert np.abs(pix[S * S:] - expected).max() > 0.5
 
 
 @pytest.mark.parametrize("b", [1, 3])
