@@ -15,7 +15,7 @@ a little from the side, it fills the gaps between the thin front splats.
 Colour starts from the pixel and is then refined so that re-rendering from the input camera
 reproduces the crop: overlapping splats mix their neighbours' colours (renderers dilate every
 footprint by 0.3 px^2), and since a render is linear in the colours, a few Richardson steps
-c <- c + (crop - render(c)) undo most of that mixing.
+c <- c + (crop - render(c)) undo most of that mixing (colour_fit.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from volume_cli import camera
-from volume_cli.gaussians import Gaussians, matrix_to_quat, rgb_to_sh_dc
+from volume_cli.gaussians import Gaussians, matrix_to_quat, rgb_to_sh_dc, sh_dc_to_rgb
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
 
 # Standard deviation of a pixel's front Gaussian, in crop pixels at its depth: thin, so that with
@@ -304,7 +304,7 @@ class GeometricPredictor:
     def _refine_colours(self, front: dict, backing: dict, keep: Tensor, target: Tensor, K: np.ndarray, size: int) -> Tensor:
         """Per-pixel colour [S*S, 3] (possibly outside [0, 1]) whose render from the crop's own
         camera matches ``target`` [S*S, 3]; both splats of a pixel share it."""
-        from volume_cli.render import render
+        from volume_cli.predictors.colour_fit import fit_colours
 
         colour = target.clone()
         if self.colour_steps == 0 or not bool(keep.any()):
@@ -312,12 +312,7 @@ class GeometricPredictor:
         idx = torch.nonzero(keep).squeeze(1)
         # The front layer only: the backing splats lie 8 mm behind it, almost hidden from this
         # view, and leaving them out halves the cost of each render.
-        kept = Gaussians(**{k: front[k][idx] for k in front}, sh=torch.zeros(len(idx), 1, 3))
-        identity = np.eye(4)[None]
-        for _ in range(self.colour_steps):
-            kept.sh[:, 0, :] = rgb_to_sh_dc(colour[idx])
-            rendered = render(kept, identity, K[None], size, size, backend="torch").rgb[0].reshape(-1, 3)
-            # Richardson step on the kept pixels; the bound keeps colours a viewer can still show
-            # sensibly if the splats are later seen without their neighbours.
-            colour[idx] = (colour[idx] + target[idx] - rendered[idx]).clamp(-0.25, 1.25)
+        kept = Gaussians(**{k: front[k][idx] for k in front}, sh=rgb_to_sh_dc(target[idx])[:, None, :])
+        fitted = fit_colours(kept, torch.arange(len(idx)), idx, target, K, size, self.colour_steps)
+        colour[idx] = sh_dc_to_rgb(fitted.sh[:, 0])
         return colour
