@@ -200,13 +200,14 @@ def downsized_sample(sample: dict, size: int) -> dict:
         return sample
     f = s // size
 
-    def area(img: np.ndarray) -> np.ndarray:  # [..., s, s(, c)] uint8 -> [..., size, size(, c)]
+    def area(img: np.ndarray, channels_last: bool) -> np.ndarray:
+        """uint8 [..., s, s] (or [..., s, s, c]) -> the means of its f x f blocks, uint8."""
         a = img.astype(np.float32)
-        shape = a.shape[:-3] + (size, f, size, f) + a.shape[-1:] if img.ndim >= 3 and img.shape[-1] == 3 else None
-        if shape is None:  # [..., s, s]
-            a = a.reshape(a.shape[:-2] + (size, f, size, f)).mean((-3, -1))
-        else:
-            a = a.reshape(shape).mean((-4, -2))
+        if channels_last:
+            a = np.moveaxis(a, -1, 0)
+        a = a.reshape(a.shape[:-2] + (size, f, size, f)).mean((-3, -1))
+        if channels_last:
+            a = np.moveaxis(a, 0, -1)
         return (a + 0.5).astype(np.uint8)
 
     def scaled(K: np.ndarray) -> np.ndarray:
@@ -215,7 +216,8 @@ def downsized_sample(sample: dict, size: int) -> dict:
         return K
 
     out = dict(sample)
-    out["crop"], out["target_rgb"], out["target_alpha"] = area(sample["crop"]), area(sample["target_rgb"]), area(sample["target_alpha"])
+    out["crop"], out["target_rgb"] = area(sample["crop"], True), area(sample["target_rgb"], True)
+    out["target_alpha"] = area(sample["target_alpha"], False)
     out["target_depth"] = sample["target_depth"][..., f // 2::f, f // 2::f].copy()
     out["crop_K"], out["target_K"] = scaled(sample["crop_K"]), scaled(sample["target_K"])
     return out
@@ -223,7 +225,7 @@ def downsized_sample(sample: dict, size: int) -> dict:
 
 class ShardExamples:
     """Training examples from the shards of one or more ``volume synth`` output folders, all held in
-    memory (~1.5 MB a sample at S = 128), resized to the run's crop size when the stored one is a
+    memory (mostly the input frame, which stability partners are cut from: ~1 MB a sample), resized to the run's crop size when the stored one is a
     multiple of it. Example ``i`` of run ``run_seed``:
 
     * sample: epoch ``i // N`` visits the N samples in a shuffled order drawn from the run seed and
