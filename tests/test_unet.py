@@ -223,5 +223,19 @@ def test_network_at_its_trained_size_still_gives_every_crop_pixel_two_gaussians(
 
 def test_loaded_predictor_runs_at_the_size_in_its_card(tmp_path):
     path = tmp_path / "unet.safetensors"
-    U.save_weights(U.UNet((16, 16, 32, 32, 64)), path, {"config": {"size": 64}, "steps": 0})
-    assert U.load_unet_predictor(path).network_size == 64
+    U.save_weights(U.UNet((16, 16, 32, 32, 64)), path, {"config": {"size": 64}, "steps": 0, "inference": {"colour_steps": 2}})
+    loaded = U.load_unet_predictor(path)
+    assert loaded.network_size == 64 and loaded.colour_steps == 2
+
+
+def test_colour_fitting_changes_only_front_colours_inside_the_frame():
+    batch = _batch(1)
+    batch.valid[0, :, : S // 2] = False  # the left half ran off the frame
+    model = _exact_bias_model()
+    plain = U.UNetPredictor(model).predict(batch)
+    fitted = U.UNetPredictor(model, colour_steps=1).predict(batch)
+    for name in ("means", "quats", "log_scales", "opacity_logits"):
+        torch.testing.assert_close(getattr(fitted, name), getattr(plain, name))
+    changed = (fitted.sh - plain.sh).abs().flatten(-2).amax(-1)[0]  # [2 S S]
+    front = changed[: S * S].reshape(S, S)
+    assert bool((changed[S * S:] == 0).all()) and bool((front[:, : S // 2] == 0).all()) and bool((front[:, S // 2:] > 0).any())

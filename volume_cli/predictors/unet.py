@@ -410,4 +410,6 @@ def load_unet_predictor(path: Path = DEFAULT_WEIGHTS, device: str = "cpu", expec
     """The predictor for ``volume convert --predictor unet``: weights from ``path``, checked."""
     model, card = load_weights(path, expected_sha256, device)
     trained = (card.get("config") or {}).get("size")
-    return UNetPredictor(model, weights_sha256=card["sha256"], amp=device.startswith("cuda"), network_size=trained)
+    steps = int((card.get("inference") or {}).get("colour_steps", 0))
+    return UNetPredictor(model, weights_sha256=card["sha256"], amp=device.startswith("cuda"), network_size=trained,
+                         colour_steps=steps)

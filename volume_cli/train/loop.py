@@ -409,8 +409,11 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
     return summary
 
 
-def export_weights(model: UNet, config: TrainConfig, step: int, device: str, validation: dict | None, folder: Path) -> Path:
-    """Write ``folder/unet.safetensors`` and its model card ``folder/unet.json``."""
+def export_weights(model: UNet, config: TrainConfig, step: int, device: str, validation: dict | None, folder: Path,
+                   colour_steps: int = 0) -> Path:
+    """Write ``folder/unet.safetensors`` and its model card ``folder/unet.json``. ``colour_steps``:
+    input-view colour fitting steps the predictor applies after the network (recorded in the card's
+    "inference" section, which ``load_unet_predictor`` follows)."""
     from volume_cli.synth.sample import FORMAT_VERSION
 
     dev_name = device_name(torch.device(device)) if device in ("cpu", "cuda") or device.startswith("cuda:") else device
@@ -421,6 +424,7 @@ def export_weights(model: UNet, config: TrainConfig, step: int, device: str, val
                  "shards": _shard_summary(config.shard_folders),
                  "examples_seen": step * config.batch_size, "validation_run_seed": VALIDATION_RUN_SEED},
         "steps": step, "device": dev_name, "torch": torch.__version__, "validation": validation,
+        "inference": {"network_size": config.size, "colour_steps": int(colour_steps)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return path
@@ -441,10 +445,11 @@ def _shard_summary(folders: tuple[str, ...]) -> list[dict]:
     return out
 
 
-def export_checkpoint(checkpoint: Path, folder: Path) -> Path:
+def export_checkpoint(checkpoint: Path, folder: Path, colour_steps: int = 0) -> Path:
     """Shippable weights from a training checkpoint (e.g. one brought back from a GPU machine)."""
     model, _, ckpt = load_checkpoint(checkpoint, "cpu")
-    return export_weights(model, ckpt["config"], ckpt["step"], ckpt.get("device_name", "unknown"), ckpt.get("last_val"), folder)
+    return export_weights(model, ckpt["config"], ckpt["step"], ckpt.get("device_name", "unknown"), ckpt.get("last_val"),
+                          folder, colour_steps=colour_steps)
 
 
 def device_name(device: torch.device) -> str:
