@@ -239,3 +239,14 @@ def test_colour_fitting_changes_only_front_colours_inside_the_frame():
     changed = (fitted.sh - plain.sh).abs().flatten(-2).amax(-1)[0]  # [2 S S]
     front = changed[: S * S].reshape(S, S)
     assert bool((changed[S * S:] == 0).all()) and bool((front[:, : S // 2] == 0).all()) and bool((front[:, S // 2:] > 0).any())
+
+
+def test_network_benchmark_counts_flops_that_grow_with_the_pixels():
+    from volume_cli.evaluate.bench import bench_network
+
+    model = U.UNet((8, 8, 16, 16, 32))
+    small = bench_network(model, 32, device="cpu", batches=(1, 2), repeats=1)
+    big = bench_network(model, 64, device="cpu", batches=(1,), repeats=1)
+    assert small["parameters"] == sum(p.numel() for p in model.parameters())
+    assert 3.9 < big["gflop_per_frame"] / small["gflop_per_frame"] < 4.1
+    assert set(small["frames_per_second"]) == {"batch 1", "batch 2"} and min(small["frames_per_second"].values()) > 0

@@ -362,6 +362,8 @@ def bench(
         raise fail(str(e))
     splats, head = result.pop("_splats"), result.pop("_head")
     result["render"] = benchmarks.bench_render(splats, head, device=run_device)
+    if predictor is PredictorName.unet:
+        result["network"] = benchmarks.bench_network(model.model, model.network_size or size, device=run_device)
     result["machine"] = benchmarks.machine_description(run_device)
     result["device"] = run_device
     if as_json:
@@ -375,6 +377,10 @@ def bench(
     print(f"  {'end to end':<12}{result['end_to_end_fps']:>8.1f} frames/s  (stages overlapped)")
     for name, ms in result["render"].items():
         print(f"  render {name:<16}{ms:>8.1f} ms")
+    if "network" in result:
+        net = result["network"]
+        print(f"  U-Net at {net['size']} px: {net['parameters'] / 1e6:.2f} M parameters, {net['gflop_per_frame']} GFLOP/frame, "
+              + ", ".join(f"{k} {v} frames/s" for k, v in net["frames_per_second"].items()))
 
 
 # Commands written in their own packages, registered beside the others.

@@ -125,3 +125,34 @@ def bench_render(splats, head_center: np.ndarray, *, device: str, sizes=(256, 51
                 times.append(time.perf_counter() - t0)
             out[f"{backend.value}_{size}px_ms"] = round(1000 * float(np.median(times)), 1)
     return out
+
+
+def bench_network(model: torch.nn.Module, size: int, *, device: str, batches=(1, 8), repeats: int = 3) -> dict:
+    """The U-Net alone at ``size`` x ``size``: parameters, GFLOP a frame (torch's FLOP counter, a
+    multiply-add counted as 2) and frames/s at each batch size (best of ``repeats``, after a
+    warm-up call)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from volume_cli.predictors.unet import IN_CHANNELS
+
+    model = model.eval()
+    x1 = torch.zeros(1, IN_CHANNELS, size, size, device=device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(x1)
+    out = {"size": size, "parameters": sum(p.numel() for p in model.parameters()),
+           "gflop_per_frame": round(counter.get_total_flops() / 1e9, 3), "frames_per_second": {}}
+    for b in batches:
+        x = torch.rand(b, IN_CHANNELS, size, size, device=device)
+        with torch.inference_mode():
+            model(x)  # warm-up (cuDNN autotuning, allocator)
+            best = float("inf")
+            for _ in range(repeats):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - t0)
+        out["frames_per_second"][f"batch {b}"] = _rate(b, best)
+    return out
