@@ -140,7 +140,7 @@ def bench_network(model: torch.nn.Module, size: int, *, device: str, batches=(1,
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(x1)
     out = {"size": size, "parameters": sum(p.numel() for p in model.parameters()),
-           "gflop_per_frame": round(counter.get_total_flops() / 1e9, 3), "frames_per_second": {}}
+           "gflop_per_frame": float(f"{counter.get_total_flops() / 1e9:.4g}"), "frames_per_second": {}}
     for b in batches:
         x = torch.rand(b, IN_CHANNELS, size, size, device=device)
         with torch.inference_mode():
