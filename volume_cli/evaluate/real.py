@@ -78,7 +78,7 @@ def evaluate_real(paths: list[Path], predictors: dict[str, Predictor], *, size: 
                 if sheet_height:
                     views = orbit_renders(splats, fc, (0.0, *yaws))
                     tiles = [label(resize_to_height(fc.crop, sheet_height), f"{name}"),
-                             label(resize_to_height(views[0], sheet_height), f"{pname} {result.psnr_db:.1f} dB")]
+                             label(resize_to_height(views[0], sheet_height), f"{result.psnr_db:.1f} dB {pname}")]
                     tiles += [label(resize_to_height(v, sheet_height), f"yaw {y:+.0f}") for v, y in zip(views[1:], yaws)]
                     sheet_rows.append(tiles)
             rows.append(row)
