@@ -16,9 +16,9 @@ random background colour, the targets composited on the same colour):
   two is zero, so any difference is instability. Zero for identical inputs.
 
 Novel views (and the partner's) may be rendered smaller than the crop (``novel_size``: intrinsics
-scaled, targets area-averaged, depth sampled at the nearest pixel): the rasteriser's cost grows with
-pixels times splats, and on a CPU it is most of a step. The input view is always full size, since
-that is where authenticity is learned.
+scaled, targets area-averaged, depth sampled at the nearest pixel), which saves part of the
+rasteriser's cost (most of a CPU step); the input view is always full size, since that is where
+authenticity is learned.
 
 No perceptual (LPIPS/VGG) term: its weights would have to be downloaded, and nothing is, ever.
 
