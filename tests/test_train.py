@@ -133,12 +133,77 @@ def test_stability_loss_is_zero_for_identical_inputs_and_positive_otherwise():
     g = _ball()
     other = Gaussians(means=g.means + torch.tensor([0.01, 0.0, 0.0]), quats=g.quats, log_scales=g.log_scales,
                       opacity_logits=g.opacity_logits, sh=g.sh)
-    same = example_losses(g, ex, g, LossWeights(), backend="torch")["stability"]
-    moved = example_losses(g, ex, other, LossWeights(), backend="torch")["stability"]
+    no_layers = LossWeights(front_alpha=0.0)  # a ball of splats has no front layer
+    same = example_losses(g, ex, g, no_layers, backend="torch")["stability"]
+    moved = example_losses(g, ex, other, no_layers, backend="torch")["stability"]
     assert float(same.detach()) == 0.0 and float(moved.detach()) > 0.01
     # the ablation: no stability term at all
     off = _config(loss_weights=LossWeights(stability=0.0))
     assert "stability" not in loop.batch_losses(model, batch, off)
+
+
+# --- front alpha --------------------------------------------------------------------------------
+
+def test_front_alpha_term_compares_each_pixels_front_splat_with_the_truth():
+    from volume_cli.train.losses import front_alpha_loss
+
+    alpha = torch.zeros(S, S)
+    alpha[4:20, 6:30] = 1.0
+    alpha[20, 6:30] = 0.5  # a soft edge
+    n = S * S
+    base = _ball()
+
+    def layered(front_opacity: torch.Tensor, back_opacity: float) -> Gaussians:
+        logits = torch.cat([torch.logit(front_opacity.reshape(-1).clamp(1e-6, 1 - 1e-6)), torch.full((n,), back_opacity)])
+        return Gaussians(means=torch.zeros(2 * n, 3), quats=base.quats[:1].expand(2 * n, 4), log_scales=torch.zeros(2 * n, 3),
+                         opacity_logits=logits, sh=torch.zeros(2 * n, 1, 3))
+
+    assert float(front_alpha_loss(layered(alpha, 0.0), alpha)) == pytest.approx(0.0, abs=1e-5)
+    # the back layer is not asked anything; a half-transparent front everywhere costs its distance
+    assert float(front_alpha_loss(layered(alpha, 9.0), alpha)) == pytest.approx(0.0, abs=1e-5)
+    half = torch.full((S, S), 0.5)
+    assert float(front_alpha_loss(layered(half, 0.0), alpha)) == pytest.approx(float((half - alpha).abs().mean()), rel=1e-4)
+    # In a batch it is a weighted term of the total; old configs (no such key) load with it off.
+    config = _config()
+    model, _ = loop.build(config, "cpu")
+    terms = loop.batch_losses(model, _batch(), config)
+    assert float(terms["front_alpha"].detach()) > 0.05  # untrained: front opacity 0.5 everywhere
+    assert "front_alpha" not in loop.batch_losses(model, _batch(), _config(loss_weights=LossWeights(front_alpha=0.0)))
+    old = config.to_json()
+    del old["loss_weights"]["front_alpha"]
+    assert loop.TrainConfig.from_json(old).loss_weights.front_alpha == 0.0
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+    pytest.importorskip("safetensors")
+    from volume_cli.predictors.unet import UNet, WeightsError, save_weights
+
+    torch.manual_seed(5)
+    parent = UNet((16, 16, 32, 32, 64))
+    path = tmp_path / "parent" / "unet.safetensors"
+    card = save_weights(parent, path, {"config": {"size": S}, "steps": 7, "device": "cpu"})
+    source = FixedSource([_batch()])
+    control = loop.RunControl(steps=1, log_every=1, val_every=0, checkpoint_every=100)
+    out = loop.run(tmp_path / "ft", _config(init_weights=str(path)), control, source=source, export=tmp_path / "w")
+    # Step 0's loss is the parent's own, not a fresh network's.
+    expected = float(loop.batch_losses(parent, _batch(), _config())["total"].detach())
+    assert _losses(tmp_path / "ft")[1] == pytest.approx(expected, rel=1e-5)
+    fresh = loop.run(tmp_path / "fresh", _config(), control, source=source)
+    assert fresh["loss"] != pytest.approx(expected, rel=1e-3)
+    exported = json.loads((tmp_path / "w" / "unet.json").read_text())
+    assert exported["config"]["init_weights_sha256"] == card["sha256"]
+    assert exported["started_from"]["sha256"] == card["sha256"] and exported["started_from"]["steps"] == 7
+    # A resume keeps the run's own weights (the parent file may be gone by then).
+    path.unlink()
+    assert loop.run(tmp_path / "ft", None, loop.RunControl(steps=2, val_every=0), resume=True, source=source)["step"] == 2
+    # Wrong widths, tampered files: refused before anything is trained.
+    wide = tmp_path / "wide" / "unet.safetensors"
+    save_weights(UNet((16, 16, 32, 32, 32)), wide, {"config": {"size": S}, "steps": 1})
+    with pytest.raises(ValueError, match="widths"):
+        loop.run(tmp_path / "bad", _config(init_weights=str(wide)), control, source=source)
+    wide.write_bytes(wide.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(WeightsError):
+        loop.run(tmp_path / "bad2", _config(init_weights=str(wide)), control, source=source)
 
 
 # --- checkpoints, budget, signals ----------------------------------------------------------------
@@ -339,5 +404,5 @@ def test_downsized_novel_views_keep_the_geometry():
     assert set(d.flatten().tolist()) <= set(depth.flatten().tolist())
     # The losses run with half-size novel views, and their terms stay finite.
     ex = {k: v[0] for k, v in _batch().items()}
-    terms = example_losses(_ball(), ex, _ball(), LossWeights(), backend="torch", novel_size=S // 2)
+    terms = example_losses(_ball(), ex, _ball(), LossWeights(front_alpha=0.0), backend="torch", novel_size=S // 2)
     assert all(math.isfinite(float(v)) for v in terms.values())

@@ -49,6 +49,8 @@ def train(
     widths: Annotated[str, typer.Option("--widths", help="Channels of the five U-Net levels, comma-separated.")] = "32,48,96,128,192",
     stability: Annotated[bool, typer.Option("--stability/--no-stability", help="The stability loss on same-moment jitter pairs (off: the ablation).")] = True,
     stability_weight: Annotated[float, typer.Option("--stability-weight", min=0.0, help="Weight of the stability loss.")] = 0.5,
+    front_alpha_weight: Annotated[float, typer.Option("--front-alpha-weight", min=0.0, help="Weight of the front-alpha term: each pixel's front Gaussian as opaque as the ground truth at that pixel (0: off).")] = 1.0,
+    init_weights: Annotated[Optional[Path], typer.Option("--init-weights", exists=True, dir_okay=False, help="Start from these weights (.safetensors with its card; same --widths) instead of random ones: fine-tuning.")] = None,
     distance_noise: Annotated[float, typer.Option("--distance-noise", min=0.0, help="Log-normal std of the head-distance error given to the network.")] = 0.05,
     render_backend: Annotated[RenderBackend, typer.Option("--render-backend", help="Rasteriser for the losses: auto = gsplat on CUDA when installed, else torch.")] = RenderBackend.auto,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast for the network on CUDA.")] = True,
@@ -76,7 +78,8 @@ def train(
             return
         if record["kind"] == "train":
             print(f"step {record['step']}: loss {record['total']:.4f} (input {record['input_view']:.4f}, "
-                  f"novel {record.get('novel_views', float('nan')):.4f}, stability {record.get('stability', 0.0):.4f}) "
+                  f"novel {record.get('novel_views', float('nan')):.4f}, stability {record.get('stability', 0.0):.4f}, "
+                  f"front alpha {record.get('front_alpha', 0.0):.4f}) "
                   f"{record['step_s']:.2f} s/step", file=sys.stderr, flush=True)
         elif record["kind"] == "val":
             print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in record.items() if isinstance(v, float)),
@@ -95,14 +98,15 @@ def train(
         config = None if resume else TrainConfig(
             run_seed=seed, init_seed=init_seed, size=size, views=views, batch_size=batch_size, lr=lr,
             warmup_steps=warmup_steps, widths=width_tuple, distance_noise=distance_noise,
-            loss_weights=LossWeights(stability=stability_weight if stability else 0.0),
+            loss_weights=LossWeights(stability=stability_weight if stability else 0.0, front_alpha=front_alpha_weight),
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
+            init_weights=str(init_weights) if init_weights else "",
         )
         control = RunControl(steps=steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every, log_every=log_every,
                              val_every=val_every, val_count=val_count, workers=workers, device=dev)
         summary = run(output, config, control, resume=resume, export=export, progress=progress)
-    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError, OSError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError, OSError) as exc:  # WeightsError is a ValueError
         print(f"Error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from exc
     except Exception as exc:  # the synthetic generator's own errors (no EGL, no MakeHuman data)

@@ -68,6 +68,10 @@ class TrainConfig:
     # ``volume synth`` output folders to train from (rendered once, reused every epoch); empty:
     # render every example on the fly
     shard_folders: tuple[str, ...] = ()
+    # Start from these shipped weights (a .safetensors with its card) instead of ``init_seed``:
+    # fine-tuning. Their sha256 is recorded so the card can say where a model came from.
+    init_weights: str = ""
+    init_weights_sha256: str = ""
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -80,7 +84,8 @@ class TrainConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         d["shard_folders"] = tuple(d.get("shard_folders", ()))
-        d["loss_weights"] = LossWeights(**d["loss_weights"])
+        # Runs from before the front-alpha term trained without it.
+        d["loss_weights"] = LossWeights(**{"front_alpha": 0.0, **d["loss_weights"]})
         return TrainConfig(**d)
 
     @property
@@ -161,6 +166,20 @@ def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer
     model = UNet(config.widths).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
+
+
+def start_from_weights(model: UNet, config: TrainConfig) -> TrainConfig:
+    """Load ``config.init_weights`` (sha256-checked against its card) into ``model``; returns the
+    config with the file's sha256 recorded. The widths must match."""
+    from dataclasses import replace
+
+    from volume_cli.predictors.unet import load_weights
+
+    start, card = load_weights(Path(config.init_weights))
+    if tuple(start.widths) != tuple(model.widths):
+        raise ValueError(f"{config.init_weights} has widths {start.widths}, the run {model.widths}")
+    model.load_state_dict(start.state_dict())
+    return replace(config, init_weights=str(Path(config.init_weights).resolve()), init_weights_sha256=card["sha256"])
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -319,6 +338,8 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
             raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another folder")
         run_dir.mkdir(parents=True, exist_ok=True)
         model, optimizer = build(config, device)
+        if config.init_weights:
+            config = start_from_weights(model, config)
         step, elapsed_before, last_val = 0, 0.0, None
         (run_dir / CONFIG).write_text(json.dumps(config.to_json(), indent=2) + "\n")
     if device.startswith("cuda"):
@@ -424,11 +445,28 @@ def export_weights(model: UNet, config: TrainConfig, step: int, device: str, val
         "data": {"generator": "volume_cli.synth", "sample_format_version": FORMAT_VERSION, "run_seed": config.run_seed,
                  "shards": _shard_summary(config.shard_folders),
                  "examples_seen": step * config.batch_size, "validation_run_seed": VALIDATION_RUN_SEED},
-        "steps": step, "device": dev_name, "torch": torch.__version__, "validation": validation,
+        "steps": step, "started_from": _parent_summary(config), "device": dev_name, "torch": torch.__version__,
+        "validation": validation,
         "inference": {"network_size": config.size, "colour_steps": int(colour_steps)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return path
+
+
+def _parent_summary(config: TrainConfig) -> dict | None:
+    """The weights a fine-tuning run started from: file, sha256, and their own card's steps and
+    device when the card is still there."""
+    if not config.init_weights:
+        return None
+    from volume_cli.predictors.unet import card_path
+
+    out = {"file": Path(config.init_weights).name, "sha256": config.init_weights_sha256}
+    try:
+        parent = json.loads(card_path(Path(config.init_weights)).read_text())
+        out |= {"steps": parent.get("steps"), "device": parent.get("device"), "loss_weights": parent.get("config", {}).get("loss_weights")}
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def _shard_summary(folders: tuple[str, ...]) -> list[dict]:
