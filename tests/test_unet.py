@@ -201,7 +201,8 @@ def test_shipped_weights_are_a_trained_model():
     assert (folder / "README.md").is_file()
     predictor = U.load_unet_predictor()
     card = json.loads(U.card_path(U.DEFAULT_WEIGHTS).read_text())
-    assert card["steps"] >= 1000 and card["validation"]["novel_psnr"] > 15 and card["data"]["shards"]
+    total_steps = card["steps"] + ((card.get("started_from") or {}).get("steps") or 0)  # fine-tuned: its parent's too
+    assert total_steps >= 1000 and card["validation"]["novel_psnr"] > 15 and card["data"]["shards"]
     assert predictor.network_size == card["config"]["size"] and predictor.colour_steps == card["inference"]["colour_steps"]
     photo = REAL / "man_outdoors_572x562.jpg"
     if not photo.is_file():
@@ -220,11 +221,11 @@ def test_shipped_weights_are_a_trained_model():
     for model, trained in ((predictor.model, True), (U.UNet(), False)):
         g = U.UNetPredictor(model, network_size=predictor.network_size).predict(crop_batch([fc], "cpu"))[0]
         front = torch.sigmoid(g.opacity_logits[: 128 * 128]).reshape(128, 128).numpy()
-        if trained:  # measured 0.65 and 0.02
-            assert front[person].mean() > 0.5 and front[background].mean() < 0.15
+        if trained:  # measured 0.96 and 0.09 (0.65 and 0.02 before the front-alpha term)
+            assert front[person].mean() > 0.9 and front[background].mean() < 0.15
         else:
             assert abs(front[person].mean() - front[background].mean()) < 0.05
-    assert measure_crop(fc, predictor)[0].psnr_db > 28
+    assert measure_crop(fc, predictor)[0].psnr_db > 38  # measured 43.4 dB (geometric, S = 256: 42.0)
 
 
 def test_network_at_its_trained_size_still_gives_every_crop_pixel_two_gaussians():
