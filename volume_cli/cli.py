@@ -132,7 +132,7 @@ def convert(
     every: Annotated[int, typer.Option(help="Convert every N-th frame.", min=1)] = 1,
     max_frames: Annotated[Optional[int], typer.Option(help="Convert at most N frames.", min=1)] = None,
     format: Annotated[SplatFormat, typer.Option("--format", help="Splat file format: ply (3DGS, lossless), splat (antimatter15, 32 B a splat), ply-compressed (SuperSplat, 16 B a splat).")] = SplatFormat.ply,
-    predictor: Annotated[PredictorName, typer.Option(help="Predictor: geometric (face mesh + head proxy, no learning) or unet (the dual-Gaussian network in weights/, trained on CPU so far: rounder heads and truer novel views, input view nearly as faithful on real photos, but it keeps background beside the head and smears the far side at 40 degrees; see the README).")] = PredictorName.geometric,
+    predictor: Annotated[PredictorName, typer.Option(help="Predictor: geometric (face mesh + head proxy, no learning) or unet (the dual-Gaussian network in weights/, trained on CPU so far: rounder heads, truer novel views and less flicker on real video, input view nearly as faithful on real photos, but it keeps background beside the head and smears the far side at 40 degrees; see the README).")] = PredictorName.geometric,
     weights: Annotated[Optional[Path], typer.Option("--weights", exists=True, dir_okay=False, help="With --predictor unet: a .safetensors file of your own training (its .json model card beside it). [default: weights/unet.safetensors]")] = None,
     device: DeviceOpt = Device.auto,
     batch_size: Annotated[int, typer.Option(help="Crops per predictor call.", min=1)] = 8,
