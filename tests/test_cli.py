@@ -562,7 +562,11 @@ def interrupt_convert(out: Path, sig: int) -> tuple[list[str], int, str, str]:
     """Run convert as a real process, send ``sig`` once its first frame file exists; return the
     command and the exit code, stdout and stderr."""
     cmd = [str(VOLUME), "convert", str(SELFIE), "-o", str(out), *FAST, "--max-frames", str(INTERRUPTED_FRAMES), "--batch-size", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that starts a job in the background without job control makes it ignore SIGINT, and a
+    # Python started that way honours it (no KeyboardInterrupt): give the child the default
+    # disposition so the test does not depend on how the suite was launched.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not list(out.glob("frame_*.ply")):
