@@ -38,8 +38,7 @@ def fixed_camera_flicker(seq: Sequence, yaws_deg: tuple[float, ...] = DEFAULT_YA
                          progress: Callable[[int, int], None] | None = None) -> dict:
     """{"pairs": n, "yaws": {"+25": mean |difference|, ...}} over the consecutive predicted frames
     (see the module docstring). Raises ValueError when there is no such pair."""
-    from volume_cli import camera
-    from volume_cli.playback import target_centre
+    from volume_cli.playback import RenderSettings, target_centre
     from volume_cli.render import render
     from volume_cli.render.paths import orbit_viewmats, render_intrinsics
 
@@ -48,7 +47,7 @@ def fixed_camera_flicker(seq: Sequence, yaws_deg: tuple[float, ...] = DEFAULT_YA
         raise ValueError(f"{seq.root}: no two consecutive predicted frames to compare")
     centre = target_centre(seq)
     viewmats = orbit_viewmats(centre, list(yaws_deg))  # [C, 4, 4]
-    K = render_intrinsics(size, float(np.linalg.norm(centre)), camera.CROP_EXTENT_M * 1.2)
+    K = render_intrinsics(size, float(np.linalg.norm(centre)), RenderSettings().extent_m)  # volume render's framing
     Ks = np.repeat(K[None], len(yaws_deg), 0)  # [C, 3, 3]
     pair_set = set(pairs)
     needed = sorted({i for pair in pairs for i in pair})
