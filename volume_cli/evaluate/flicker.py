@@ -77,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="render side in pixels (default 256)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    show = not args.json and sys.stderr.isatty()  # a long clip renders for minutes: say how far it is
+    progress = (lambda i, n: print(f"\rrender {i}/{n}", end="", file=sys.stderr, flush=True)) if show else None
     try:
-        result = fixed_camera_flicker(load_sequence(args.sequence), tuple(args.yaw or DEFAULT_YAWS), args.size)
+        try:
+            result = fixed_camera_flicker(load_sequence(args.sequence), tuple(args.yaw or DEFAULT_YAWS), args.size, progress)
+        finally:
+            if show:
+                print(file=sys.stderr)  # end the progress line before anything else is printed
     except ValueError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
