@@ -289,6 +289,27 @@ def test_render_side_by_side(selfie_seq, tmp_path):
     assert len(frames) == 4 and frames[0].shape == (32, 88, 3)
 
 
+def test_render_single_ply_fixed_views_is_one_picture(selfie_seq, tmp_path, monkeypatch):
+    """Fixed views of one file see the same picture every frame: one frame unless --frames asks
+    for a loop, and a loop renders it once."""
+    out, _ = selfie_seq
+    one = out / "frame_000000.ply"
+    result = run_json("render", one, "--png", tmp_path / "a", "--views=-40,0,40", "--size", 32)
+    assert (result["frames"], result["width"]) == (1, 96)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["frame_000000.png"]
+
+    from volume_cli import playback
+
+    calls = []
+    real_render = playback.render
+    monkeypatch.setattr(playback, "render", lambda *a, **k: calls.append(1) or real_render(*a, **k))
+    result = run_json("render", one, "--png", tmp_path / "b", "--views=-40,0,40", "--size", 32, "--frames", 3)
+    assert result["frames"] == 3 and len(calls) == 1
+    pictures = [read_image(tmp_path / "b" / f"frame_{i:06d}.png") for i in range(3)]
+    assert all(np.array_equal(p, pictures[0]) for p in pictures)
+    assert np.array_equal(pictures[0], read_image(tmp_path / "a" / "frame_000000.png"))
+
+
 def test_render_single_ply(selfie_seq, tmp_path):
     out, _ = selfie_seq
     video = tmp_path / "one.mp4"

@@ -10,6 +10,7 @@ import torch
 from volume_cli import camera
 from volume_cli.gaussians import quat_to_matrix
 from volume_cli.predictors import geometric as geo
+from volume_cli.predictors import geometric_kernels
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL
 
 from realdata import REAL, needs_real
@@ -34,14 +35,21 @@ def _ray_triangle_depth(origin_dir: np.ndarray, tri: np.ndarray) -> float:
     return t * d[2]
 
 
-def test_rasterize_depth_matches_ray_triangle_intersection():
+# The NumPy/torch references and their compiled twins (the ones the predictor runs): each is held to
+# the same geometric truths, and the twins to each other.
+DEPTH_RASTERIZERS = {"reference": geo.rasterize_depth, "compiled": geometric_kernels.rasterize_depth}
+SURFACE_ALIGNERS = {"reference": geo.surface_aligned, "compiled": geometric_kernels.surface_aligned}
+
+
+@pytest.mark.parametrize("impl", DEPTH_RASTERIZERS)
+def test_rasterize_depth_matches_ray_triangle_intersection(impl):
     rng = np.random.default_rng(0)
     size = 24
     K = camera.intrinsics(30.0, 30.0, size / 2, size / 2)
     vertices = np.concatenate([rng.uniform(-0.35, 0.35, (9, 2)), rng.uniform(0.8, 1.4, (9, 1))], axis=1)
     vertices[:, :2] *= vertices[:, 2:]  # keep them in view
     triangles = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 4, 8]])
-    fast = geo.rasterize_depth(camera.project(K, vertices), vertices[:, 2], triangles, size)
+    fast = DEPTH_RASTERIZERS[impl](camera.project(K, vertices), vertices[:, 2], triangles, size)
     v, u = np.mgrid[0:size, 0:size] + 0.5
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
     slow = np.full((size, size), np.inf)
@@ -73,13 +81,14 @@ def test_ellipsoid_depth_sphere_and_rotated_surface():
     assert inside @ inside < 1.0  # just past the hit we are inside: it was the entry point
 
 
-def test_surface_aligned_equals_explicit_covariance():
+@pytest.mark.parametrize("impl", SURFACE_ALIGNERS)
+def test_surface_aligned_equals_explicit_covariance(impl):
     rng = np.random.default_rng(1)
     size, focal, sigma = 12, 40.0, geo.PIXEL_SIGMA
     v, u = np.mgrid[0:size, 0:size] + 0.5
     z = 1.0 + 0.2 * np.sin(u / 3) + 0.1 * v / size + 0.02 * rng.normal(size=(size, size))
     points = np.stack([(u - size / 2) / focal * z, (v - size / 2) / focal * z, z], -1)
-    quats, log_scales = geo.surface_aligned(points, focal, sigma)
+    quats, log_scales = SURFACE_ALIGNERS[impl](points, focal, sigma)
     R = quat_to_matrix(quats.double())
     cov = R @ torch.diag_embed(log_scales.double().exp() ** 2) @ R.transpose(-1, -2)
     # Reference: the covariance written out from the central-difference tangents.
@@ -96,7 +105,8 @@ def test_surface_aligned_equals_explicit_covariance():
     assert (cov - reference).abs().max() <= 1e-5 * reference.abs().max()
 
 
-def test_surface_aligned_projects_to_a_round_pixel_footprint_on_a_slanted_plane():
+@pytest.mark.parametrize("impl", SURFACE_ALIGNERS)
+def test_surface_aligned_projects_to_a_round_pixel_footprint_on_a_slanted_plane(impl):
     """Seen from the input camera, a disc on a plane tilted 60 degrees still covers sigma^2 I
     pixels^2 (the point of aligning it: the input view stays sharp and gap-free)."""
     size, focal, sigma = 16, 50.0, 0.5
@@ -105,7 +115,7 @@ def test_surface_aligned_projects_to_a_round_pixel_footprint_on_a_slanted_plane(
     normal = np.array([np.sin(np.radians(60)), 0.0, -np.cos(np.radians(60))])
     z = (normal @ np.array([0, 0, 1.0])) / (rays @ normal)  # plane through (0, 0, 1)
     points = rays * z[..., None]
-    quats, log_scales = geo.surface_aligned(points, focal, sigma)
+    quats, log_scales = SURFACE_ALIGNERS[impl](points, focal, sigma)
     R = quat_to_matrix(quats.double())
     cov = (R @ torch.diag_embed(log_scales.double().exp() ** 2) @ R.transpose(-1, -2)).numpy()
     j, i = 8, 8  # an interior pixel (central differences are exact on a plane away from the border)
@@ -114,6 +124,40 @@ def test_surface_aligned_projects_to_a_round_pixel_footprint_on_a_slanted_plane(
     cov2d = J @ cov[j * size + i] @ J.T
     # Budget: 3 %, the first-order (Jacobian) projection across a pixel of a strongly tilted plane.
     assert np.allclose(cov2d, sigma**2 * np.eye(2), rtol=0.03, atol=0.03 * sigma**2)
+
+
+@pytest.fixture(scope="module")
+def hopper_crop():
+    """The 256 px crop of the real Grace Hopper photo, its predictor depth map and rays."""
+    from volume_cli.face import FaceFinder, head_state
+    from volume_cli.framing import frame_crop
+
+    image = cv2.cvtColor(cv2.imread(str(REAL / "grace_hopper_512.jpg")), cv2.COLOR_BGR2RGB)
+    K = camera.image_intrinsics(image.shape[1], image.shape[0])
+    with geo.GeometricPredictor(colour_steps=0) as predictor, FaceFinder(video=False) as finder:
+        face = finder.find(image)
+        fc = frame_crop(image, K, face, head_state(face, K), 256)
+        rays = camera.image_rays(fc.cam.K, 256, 256)
+        return fc, predictor.depth_map(fc.landmarks, fc.cam.K, rays), rays
+
+
+@needs_real
+def test_compiled_twins_equal_the_references_on_a_real_face(hopper_crop):
+    """On a real crop's depth map (mesh, feathered proxy, silhouettes, steep sides) the compiled
+    steps give the references' numbers."""
+    fc, depth, rays = hopper_crop
+    K, landmarks = fc.cam.K, fc.landmarks
+    args = (camera.project(K, landmarks), landmarks[:, 2], geo.face_mesh_triangles(), 256)
+    ref, fast = geo.rasterize_depth(*args), geometric_kernels.rasterize_depth(*args)
+    assert np.array_equal(np.isfinite(ref), np.isfinite(fast)) and np.isfinite(ref).sum() > 5000
+    np.testing.assert_allclose(fast[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-12)
+    points = rays * depth[..., None]
+    q_ref, s_ref = geo.surface_aligned(points, K[0, 0], geo.PIXEL_SIGMA)
+    q_fast, s_fast = geometric_kernels.surface_aligned(points, K[0, 0], geo.PIXEL_SIGMA)
+    # float32 outputs of the same float64 arithmetic; numba's and torch's atan2/cos/sin may differ
+    # in the last bit, which float32 rounding almost always absorbs.
+    torch.testing.assert_close(q_fast, q_ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(s_fast, s_ref, rtol=0, atol=1e-5)
 
 
 def test_face_mesh_triangles_come_from_the_tesselation():

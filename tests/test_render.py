@@ -8,12 +8,16 @@ import torch
 
 from volume_cli.camera import intrinsics, project
 from volume_cli.gaussians import Gaussians, quat_to_matrix, rgb_to_sh_dc
-from volume_cli.render import Backend, RenderResult, render
+from volume_cli.render import Backend, RenderResult, render, resolve_backend
+from volume_cli.render import rasterize_numba
 from volume_cli.render.bench import bench_render, head_like_splats
 from volume_cli.render.rasterize_torch import project_gaussians, rasterize
 from volume_cli.render.reference import rasterize_reference
 
-RASTERIZERS = [rasterize, rasterize_reference]
+# The CPU backends: each is held to the slow reference, and every convention test runs on each.
+FAST = {"torch": rasterize, "numba": rasterize_numba.rasterize}
+RASTERIZERS = [rasterize, rasterize_numba.rasterize, rasterize_reference]
+RASTERIZER_IDS = ["torch", "numba", "reference"]
 # f = 32 px; (0, 0, z) projects to (16.5, 16.5), the centre of pixel (column 16, row 16).
 CENTRE_K = torch.tensor(intrinsics(32.0, 32.0, 16.5, 16.5), dtype=torch.float32)[None]
 
@@ -59,20 +63,22 @@ def one_gaussian(mean, scale, opacity, color=(1.0, 1.0, 1.0), dtype=torch.float3
 # -- the fast rasteriser against the obvious one --------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [1, 12, 60])
-@pytest.mark.parametrize("num_cameras", [1, 2])
-@pytest.mark.parametrize("size", [(32, 32), (37, 21)])  # the second is not a multiple of the tile
-def test_fast_rasterizer_matches_reference(n, num_cameras, size):
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("n", [1, 12, 60, 500])
+@pytest.mark.parametrize("num_cameras", [1, 3])
+@pytest.mark.parametrize("size", [(32, 32), (37, 21), (17, 40)])  # odd sizes: no multiple of any tile
+def test_fast_rasterizer_matches_reference(backend, n, num_cameras, size):
     width, height = size
     viewmats, Ks = cameras(num_cameras, width, height)
     backgrounds = torch.rand(num_cameras, 3, generator=torch.Generator().manual_seed(n))
     inputs = (*scene(n, seed=n + num_cameras), viewmats, Ks, width, height, backgrounds)
-    rgb, alpha, depth = rasterize(*inputs)
+    rgb, alpha, depth = FAST[backend](*inputs)
     rgb_ref, alpha_ref, depth_ref = rasterize_reference(*inputs)
     assert rgb.shape == (num_cameras, height, width, 3) and alpha.shape == depth.shape == (num_cameras, height, width)
     assert alpha_ref.any()  # the scene is really in view
-    # float32 budget: the fast path expands sigma as a quadratic in tile-local pixel coordinates and
-    # multiplies transmittance in another order; measured differences are about 2e-6.
+    # float32 budget: the torch path expands sigma as a quadratic in tile-local pixel coordinates,
+    # the numba path computes in float64 and rounds once; both multiply transmittance in another
+    # order than the reference. Measured differences are about 2e-6.
     torch.testing.assert_close(rgb, rgb_ref, rtol=0, atol=1e-5)
     torch.testing.assert_close(alpha, alpha_ref, rtol=0, atol=1e-5)
     # Expected depth divides by alpha, which magnifies the same rounding where alpha is small.
@@ -80,14 +86,17 @@ def test_fast_rasterizer_matches_reference(n, num_cameras, size):
     torch.testing.assert_close(depth[seen], depth_ref[seen], rtol=0, atol=1e-4)
 
 
-def test_fast_rasterizer_gradients_match_reference():
-    means, quats, scales, opacities, colors = (t.requires_grad_() for t in scene(30, seed=1, dtype=torch.float64))
-    viewmats, Ks = cameras(2, 24, 20, dtype=torch.float64)
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("n, size", [(30, (24, 20)), (200, (33, 19))])
+def test_fast_rasterizer_gradients_match_reference(backend, n, size):
+    width, height = size
+    means, quats, scales, opacities, colors = (t.requires_grad_() for t in scene(n, seed=1, dtype=torch.float64))
+    viewmats, Ks = cameras(2, width, height, dtype=torch.float64)
     backgrounds = torch.rand(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    weights = torch.rand(2, 20, 24, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    weights = torch.rand(2, height, width, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     grads = []
-    for fn in RASTERIZERS:
-        rgb, alpha, depth = fn(means, quats, scales, opacities, colors, viewmats, Ks, 24, 20, backgrounds)
+    for fn in (FAST[backend], rasterize_reference):
+        rgb, alpha, depth = fn(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
         loss = (rgb * weights).sum() + alpha.sum() + (depth * alpha).sum()
         grads.append(torch.autograd.grad(loss, [means, quats, scales, opacities, colors]))
     for fast, ref in zip(*grads):
@@ -96,24 +105,24 @@ def test_fast_rasterizer_gradients_match_reference():
         torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-9)
 
 
-def test_fast_rasterizer_gradcheck():
+@pytest.mark.parametrize("backend", FAST)
+def test_fast_rasterizer_gradcheck(backend):
     means, quats, scales, opacities, colors = scene(6, seed=3, dtype=torch.float64)
     viewmats, Ks = cameras(1, 12, 10, dtype=torch.float64)
 
-    def fn(means, opacities, colors):
-        rgb, alpha, _ = rasterize(means, quats, scales, opacities, colors, viewmats, Ks, 12, 10)
-        return rgb, alpha
+    def fn(means, quats, scales, opacities, colors):
+        rgb, alpha, depth = FAST[backend](means, quats, scales, opacities, colors, viewmats, Ks, 12, 10)
+        return rgb, alpha, depth * alpha
 
     # float64 central differences; which splats a pixel uses does not change within eps.
-    assert torch.autograd.gradcheck(
-        fn, (means.requires_grad_(), opacities.requires_grad_(), colors.requires_grad_()), eps=1e-6, atol=1e-5
-    )
+    inputs = tuple(t.requires_grad_() for t in (means, quats, scales, opacities, colors))
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5)
 
 
 # -- conventions, on a single known Gaussian -------------------------------------------------------
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 def test_single_gaussian_peaks_where_camera_projects(fn):
     width = height = 32
     K = intrinsics(30.0, 30.0, 16.0, 16.0)
@@ -128,7 +137,7 @@ def test_single_gaussian_peaks_where_camera_projects(fn):
     np.testing.assert_allclose(centroid, project(K, mean), atol=0.02)
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 def test_footprint_is_projected_sigma_dilated_by_eps2d(fn):
     """On the optical axis the Jacobian is diag(f / z): the 2D variance is (f s / z)^2 + 0.3."""
     f, z, s, opacity = 20.0, 2.0, 0.1, 0.7
@@ -143,7 +152,7 @@ def test_footprint_is_projected_sigma_dilated_by_eps2d(fn):
     torch.testing.assert_close(depth[0][expected > 0], torch.full_like(depth[0][expected > 0], z))
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 def test_positive_y_lands_below_the_centre(fn):
     inputs = one_gaussian([0.0, 0.2, 1.0], scale=0.02, opacity=0.9)
     _, alpha, _ = fn(*inputs, torch.eye(4)[None], CENTRE_K, 32, 32)
@@ -167,7 +176,7 @@ def stack(opacities, colors, depths):
     )
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 def test_opaque_front_splat_hides_the_back_one(fn):
     # Listed back first: the order in memory must not matter, only depth.
     inputs = stack([1.0, 1.0], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], [2.0, 1.0])
@@ -179,7 +188,7 @@ def test_opaque_front_splat_hides_the_back_one(fn):
     torch.testing.assert_close(depth[0, 16, 16], torch.tensor(1.0))
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 def test_background_shows_where_nothing_is(fn):
     inputs = one_gaussian([0.0, 0.0, 1.0], scale=0.01, opacity=0.9)
     background = torch.tensor([[0.2, 0.4, 0.6]])
@@ -190,14 +199,14 @@ def test_background_shows_where_nothing_is(fn):
     torch.testing.assert_close(rgb[0, 16, 16], alpha[0, 16, 16] * torch.ones(3) + t * background[0])
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 def test_nothing_to_draw_gives_the_background(fn):
     empty = (torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3))
     rgb, alpha, _ = fn(*empty, torch.eye(4)[None], CENTRE_K, 20, 12, torch.tensor([[0.1, 0.2, 0.3]]))
     assert torch.equal(rgb, torch.tensor([0.1, 0.2, 0.3]).expand(1, 12, 20, 3)) and not alpha.any()
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 def test_alpha_below_one_255th_is_skipped(fn):
     faint = stack([0.99 / 255], [[1.0, 1.0, 1.0]], [1.0])
     rgb, alpha, _ = fn(*faint, torch.eye(4)[None], CENTRE_K, 32, 32)
@@ -207,7 +216,7 @@ def test_alpha_below_one_255th_is_skipped(fn):
     assert alpha[0, 16, 16] == pytest.approx(1.01 / 255, rel=1e-5) and alpha.count_nonzero() == 1
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 @pytest.mark.parametrize("num_faint", [1, 60])  # 60: past the fast path's first round of splats
 def test_transmittance_stop_leaves_out_the_splat_that_crosses_1e_4(fn, num_faint):
     # alpha 0.95 each: T = 0.05, 0.0025, 1.25e-4, then 6.25e-6 <= 1e-4: the 4th is left out and the
@@ -223,7 +232,7 @@ def test_transmittance_stop_leaves_out_the_splat_that_crosses_1e_4(fn, num_faint
     torch.testing.assert_close(depth[0, 16, 16], (w * torch.tensor([1.0, 1.1, 1.2])).sum() / w.sum())
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 @pytest.mark.parametrize("z", [0.005, -1.0])
 def test_splats_before_the_near_plane_are_culled(fn, z):
     inputs = one_gaussian([0.0, 0.0, z], scale=0.001, opacity=1.0)
@@ -231,7 +240,7 @@ def test_splats_before_the_near_plane_are_culled(fn, z):
     assert not alpha.any()
 
 
-@pytest.mark.parametrize("fn", RASTERIZERS)
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
 @pytest.mark.parametrize(
     "name, index, bad",
     [("quats", 1, torch.zeros(3, 3)), ("colors", 4, torch.zeros(2, 3)), ("opacities", 3, torch.zeros(3, 1))],
@@ -378,3 +387,128 @@ def test_jacobian_clamps_x_over_z_to_the_widened_view(x_over_z, clamped):
     k = math.sqrt(2 * math.log(255 * opacity))  # opacity-aware extent, below the 3.33 cap
     assert radii[0, 0].tolist() == [math.ceil(k * math.sqrt(cov_xx)), math.ceil(k * math.sqrt(cov_yy))]
     assert depths[0, 0] == 1.0
+
+
+# -- edge cases, each CPU backend against the reference ----------------------------------------------
+
+
+def edge_scene(case: str):
+    """Rasteriser inputs for awkward scenes, all in front of a 24 x 18 camera at the origin."""
+    means, quats, scales, opacities, colors = scene(40, seed=11)
+    if case == "all_behind":  # every splat behind the camera: nothing drawn
+        means = means * torch.tensor([1.0, 1.0, -1.0])
+    elif case == "straddling_near_plane":  # wide splats whose centres sit just past 1 cm
+        means = means * torch.tensor([0.02, 0.02, 0.0]) + torch.tensor([0.0, 0.0, 0.011])
+        means[::2, 2] = 0.009  # half of them just before it: culled by their centre
+        scales = torch.full_like(scales, 0.02)
+    elif case == "covers_the_image":  # one splat close and wide enough to cover every pixel
+        means, scales = torch.tensor([[0.01, -0.02, 0.5]]), torch.tensor([[0.4, 0.3, 0.2]])
+        quats, opacities, colors = quats[:1], torch.tensor([0.8]), colors[:1]
+    elif case == "far_outside_the_view":  # off to the side at 10x the field of view
+        means = means + torch.tensor([10.0, 0.0, 0.0])
+    return means, quats, scales, opacities, colors
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("case", ["all_behind", "straddling_near_plane", "covers_the_image", "far_outside_the_view"])
+def test_edge_cases_match_reference(backend, case):
+    viewmats, Ks = cameras(2, 24, 18)
+    background = torch.tensor([[0.3, 0.5, 0.7]] * 2)
+    inputs = (*edge_scene(case), viewmats, Ks, 24, 18, background)
+    got, want = FAST[backend](*inputs), rasterize_reference(*inputs)
+    for a, b in zip(got[:2], want[:2]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # as in test_fast_rasterizer_matches_reference
+    drawn = want[1] > 0
+    if case in ("all_behind", "far_outside_the_view"):
+        assert not drawn.any()
+    elif case == "covers_the_image":
+        assert drawn[0].all()  # the first camera looks straight at it
+    else:
+        assert drawn.any()
+
+
+@pytest.mark.parametrize("fn", RASTERIZERS, ids=RASTERIZER_IDS)
+@pytest.mark.parametrize("field, index", [("means", 0), ("scales", 2), ("opacities", 3), ("colors", 4)])
+def test_non_finite_inputs_are_an_error_that_counts_them(fn, field, index):
+    inputs = list(scene(10, seed=2))
+    bad = inputs[index].clone()
+    bad[3] = float("nan")
+    bad[7] = float("inf")
+    inputs[index] = bad
+    with pytest.raises(ValueError, match="2 of 10 Gaussians have non-finite"):
+        fn(*inputs, torch.eye(4)[None], CENTRE_K, 32, 32)
+
+
+def test_non_finite_camera_is_an_error():
+    viewmats = torch.eye(4)[None].clone()
+    viewmats[0, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="viewmats has 1 non-finite"):
+        rasterize_numba.rasterize(*scene(5, seed=0), viewmats, CENTRE_K, 32, 32)
+
+
+@pytest.mark.parametrize("num_cameras", [1, 4])
+def test_compiled_projection_matches_torch_projection(num_cameras):
+    """The compiled projection (no-gradient renders) and torch's (renders that need gradients)
+    must give the same numbers, or a render would change when gradients are switched on."""
+    means, quats, scales, opacities, _ = scene(400, seed=6)
+    means[::7, 2] *= -1  # some behind the camera
+    viewmats, Ks = cameras(num_cameras, 40, 30)
+    ours = rasterize_numba.project_gaussians(means, quats, scales, opacities, viewmats, Ks, 40, 30)
+    theirs = project_gaussians(means, quats, scales, opacities, viewmats, Ks, 40, 30)
+    assert torch.equal(ours[3], theirs[3]), "radii (which splats are drawn, and their boxes) differ"
+    drawn = theirs[3][..., 0] > 0
+    assert 100 < drawn.sum() < drawn.numel()
+    # float32: the compiled projection computes in float64 and rounds once.
+    torch.testing.assert_close(ours[0][drawn], theirs[0][drawn], rtol=1e-6, atol=1e-4)  # pixels
+    torch.testing.assert_close(ours[1][drawn], theirs[1][drawn], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(ours[2], theirs[2], rtol=1e-6, atol=0)
+
+
+def test_numba_render_is_the_same_with_and_without_gradients():
+    g = splats(300, seed=4)
+    viewmats, Ks = cameras(2, 40, 32)
+    with torch.no_grad():
+        plain = rasterize_numba.rasterize(g.means, g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, 40, 32)
+    means = g.means.clone().requires_grad_()
+    tracked = rasterize_numba.rasterize(means, g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, 40, 32)
+    for a, b in zip(plain, tracked):
+        # The two projections round differently in float32 (test above); no splat changes hands.
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
+
+
+def test_numba_backend_moves_cuda_inputs_and_rejects_them_below_render():
+    g = splats(20)
+    viewmats, Ks = cameras(1, 16, 16)
+    if torch.cuda.is_available():  # render() brings them to the CPU and the result back
+        r = render(g.to("cuda"), viewmats, Ks, 16, 16, backend="numba")
+        assert r.rgb.is_cuda
+    with pytest.raises(ValueError, match="CPU tensors"):
+        rasterize_numba.rasterize(g.means.to("meta"), g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, 16, 16)
+
+
+def test_auto_backend_on_the_cpu_is_numba():
+    assert resolve_backend("auto", "cpu") is Backend.NUMBA
+    assert resolve_backend("torch", "cpu") is Backend.TORCH  # asked for by name: as given
+    if not torch.cuda.is_available():
+        assert resolve_backend("auto") is Backend.NUMBA
+
+
+def test_commands_that_do_not_render_never_import_numba():
+    code = "import sys, volume_cli.cli, volume_cli.render; assert 'numba' not in sys.modules, 'numba was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compiled_kernels_are_cached_on_disk():
+    """A second process loads the machine code the first one wrote instead of compiling again."""
+    code = (
+        "import torch; from volume_cli.render import rasterize_numba as rn; "
+        "from volume_cli.render.bench import head_like_splats; "
+        "from volume_cli.render.paths import render_intrinsics; "
+        "g = head_like_splats(50); "
+        "rn.rasterize(g.means, g.quats, g.scales(), g.opacities(), g.rgb(), torch.eye(4)[None], "
+        "torch.tensor(render_intrinsics(8, 0.6), dtype=torch.float32)[None], 8, 8); "
+        "print(len(rn._composite_forward.stats.cache_hits), len(rn._composite_forward.stats.cache_misses))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # compiles (or loads) once
+    hits, misses = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert int(hits) >= 1 and int(misses) == 0

@@ -3,7 +3,8 @@
 The camera paths (render/paths.py) move around a FIXED target, the median head centre of the
 sequence, so the person's real motion stays visible. Frame i is shown at its own time t_i from the
 manifest (seconds since the first frame), so an orbit sweeps in step with the recording:
-yaw(t) = DEG sin(2 pi t / period). A single splat file is rendered as a loop of ``frames`` copies.
+yaw(t) = DEG sin(2 pi t / period). A single splat file is rendered as a loop of ``frames`` copies
+(one period by default; one frame for fixed ``--views``, which would repeat the same picture).
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def frame_times(seq: Sequence, settings: RenderSettings) -> tuple[list[int], np.
     """Which sequence frame to show at each output frame, at which time (s), and the output fps."""
     if seq.manifest is None:
         fps = settings.fps or 30.0
-        count = settings.loop_frames or max(1, round(settings.period_s * fps))
+        # Fixed views of one file are one picture: a loop of identical frames only when asked for.
+        one_period = 1 if settings.path is PathKind.views else max(1, round(settings.period_s * fps))
+        count = settings.loop_frames or one_period
         return [0] * count, np.arange(count) / fps, fps
     times = np.array([f.time_s for f in seq.frames])
     times = times - times[0]
@@ -172,24 +175,28 @@ def render_sequence(seq: Sequence, writer, settings: RenderSettings, *, device: 
     started = time.perf_counter()
     indices, times, fps = frame_times(seq, settings)
     centre = target_centre(seq)
-    backend = resolve_backend(Backend.AUTO) if device == "cuda" else Backend.TORCH
+    backend = resolve_backend(Backend.AUTO, device)
     sources = _source_frames(seq, indices) if settings.side_by_side else None
 
-    def frames() -> Iterator[tuple[float, Gaussians]]:
+    def frames() -> Iterator[tuple[int, float, Gaussians]]:
         cached: tuple[int, Gaussians] | None = None
         for i, t in zip(indices, times):
             if cached is None or cached[0] != i:
                 cached = (i, seq.read_frame(i).to(device))
-            yield float(t), cached[1]
+            yield i, float(t), cached[1]
 
     render_s = 0.0
     width = height = 0
+    last: tuple[tuple, list[np.ndarray]] | None = None  # (frame and cameras, their panels)
     progress.start("Rendering", len(indices))
-    for t, gaussians in prefetch(frames(), depth=4):
+    for i, t, gaussians in prefetch(frames(), depth=4):
         r0 = time.perf_counter()
         views, Ks = cameras_at(t, centre, settings)
-        result = render(gaussians, views, Ks, settings.size, settings.size, background=settings.background, backend=backend)
-        panels = list((result.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
+        key = (i, views.tobytes(), Ks.tobytes())
+        if last is None or last[0] != key:  # the same splats from the same cameras: the same picture
+            result = render(gaussians, views, Ks, settings.size, settings.size, background=settings.background, backend=backend)
+            last = (key, list((result.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()))
+        panels = list(last[1])
         render_s += time.perf_counter() - r0
         if sources is not None:
             panels.insert(0, _panel_from_source(next(sources), settings.size))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from volume_cli import camera
-from volume_cli.evaluate.metrics import psnr, ssim
+from volume_cli.metrics import psnr, ssim
 from volume_cli.face import FaceFinder, head_state
 from volume_cli.framing import frame_crop
 from volume_cli.predictors import Predictor
@@ -65,13 +65,13 @@ def measure_crop(fc, predictor: Predictor):
     """(AuthenticityResult, the predicted splats in the crop camera's frame, pruned) for a
     FramedCrop."""
     from volume_cli.pipeline import crop_batch
-    from volume_cli.render import render
+    from volume_cli.render import render, resolve_backend
 
     size = fc.crop.shape[0]
     with torch.inference_mode():
         splats = predictor.predict(crop_batch([fc], "cpu"))[0].prune()
     # The crop camera sits at the origin of the splats' frame.
-    rendered = render(splats, np.eye(4)[None], fc.cam.K[None], size, size, backend="torch").rgb[0]
+    rendered = render(splats, np.eye(4)[None], fc.cam.K[None], size, size, backend=resolve_backend("auto", "cpu")).rgb[0]
     target = torch.from_numpy(fc.crop).float() / 255.0
     segmenter = predictor if isinstance(predictor, GeometricPredictor) else GeometricPredictor(colour_steps=0)
     mask = head_mask(fc.landmarks, fc.cam.K, segmenter.person_mask(fc.crop), fc.valid)

@@ -105,25 +105,67 @@ def bench_convert(source_path: Path, predictor: Predictor, *, frames: int, devic
 
 
 def bench_render(splats, head_center: np.ndarray, *, device: str, sizes=(256, 512), repeats: int = 3) -> dict:
-    """Milliseconds per rendered frame of real splats from a 30-degree orbit view, per backend."""
-    backends = [Backend.TORCH] + ([Backend.GSPLAT] if device == "cuda" and resolve_backend(Backend.AUTO) is Backend.GSPLAT else [])
-    g = splats.to(device)
+    """Milliseconds per rendered frame of real splats from a 30-degree orbit view, for every
+    backend this machine runs (the compiled CPU one and the pure-torch reference side by side, in
+    the same run; gsplat too on CUDA), and each CPU backend's speed-up over pure torch."""
+    backends = [Backend.NUMBA, Backend.TORCH]
+    if device == "cuda" and resolve_backend(Backend.AUTO) is Backend.GSPLAT:
+        backends.append(Backend.GSPLAT)
     out = {}
     for backend in backends:
+        g = splats.to("cuda" if backend is Backend.GSPLAT else "cpu")  # time the rendering, not transfers
         for size in sizes:
             K = render_intrinsics(size, float(np.linalg.norm(head_center)), 0.48)
             view = orbit_viewmats(head_center, [30.0])
-            render(g, view, K[None], size, size, backend=backend)  # warm-up (and gsplat's first-use build)
-            times = []
-            for _ in range(repeats):
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                render(g, view, K[None], size, size, backend=backend)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
+            with torch.no_grad():
+                render(g, view, K[None], size, size, backend=backend)  # warm-up (and gsplat's first-use build)
+                times = []
+                for _ in range(repeats):
+                    if g.means.is_cuda:
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    render(g, view, K[None], size, size, backend=backend)
+                    if g.means.is_cuda:
+                        torch.cuda.synchronize()
+                    times.append(time.perf_counter() - t0)
             out[f"{backend.value}_{size}px_ms"] = round(1000 * float(np.median(times)), 1)
+    for size in sizes:
+        out[f"numba_speedup_{size}px"] = round(out[f"torch_{size}px_ms"] / out[f"numba_{size}px_ms"], 1)
+    return out
+
+
+def bench_train_step(*, sizes=(64, 128), backends=(Backend.NUMBA, Backend.TORCH), batch_size: int = 4, views: int = 4,
+                     repeats: int = 2) -> dict:
+    """Seconds per training step (``volume train``'s: batch 4, the input view and 3 novel views,
+    the stability pair, forward, losses, backward, Adam) for each rasteriser, on real training
+    examples from the synthetic generator, the network starting from the shipped weights (so
+    its splats are as opaque as a trained model's). Median of ``repeats`` after a warm-up step.
+    Needs ``volume synth``'s EGL; returns {"skipped": reason} without it."""
+    from volume_cli.synth.renderer import egl_status
+    from volume_cli.train.data import collate, render_example
+    from volume_cli.train.loop import TrainConfig, build, train_step
+
+    ok, reason = egl_status()
+    if not ok:
+        return {"skipped": f"needs volume synth's offscreen EGL: {reason}"}
+    from volume_cli.predictors.unet import DEFAULT_WEIGHTS, load_weights
+
+    out = {}
+    for size in sizes:
+        batch = collate([render_example(1, i, size=size, views=views) for i in range(batch_size)])
+        for backend in backends:
+            config = TrainConfig(size=size, views=views, batch_size=batch_size, render_backend=backend.value)
+            model, optimizer = build(config, "cpu")
+            if DEFAULT_WEIGHTS.exists():
+                model.load_state_dict(load_weights(DEFAULT_WEIGHTS)[0].state_dict())
+            times = []
+            for step in range(repeats + 1):
+                t0 = time.perf_counter()
+                train_step(model, optimizer, batch, config, step)
+                times.append(time.perf_counter() - t0)
+            out[f"{backend.value}_{size}px_s"] = round(float(np.median(times[1:])), 2)
+        if Backend.NUMBA in backends and Backend.TORCH in backends:
+            out[f"numba_speedup_{size}px"] = round(out[f"torch_{size}px_s"] / out[f"numba_{size}px_s"], 1)
     return out
 
 

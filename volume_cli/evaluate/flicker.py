@@ -39,7 +39,7 @@ def fixed_camera_flicker(seq: Sequence, yaws_deg: tuple[float, ...] = DEFAULT_YA
     """{"pairs": n, "yaws": {"+25": mean |difference|, ...}} over the consecutive predicted frames
     (see the module docstring). Raises ValueError when there is no such pair."""
     from volume_cli.playback import RenderSettings, target_centre
-    from volume_cli.render import render
+    from volume_cli.render import render, resolve_backend
     from volume_cli.render.paths import orbit_viewmats, render_intrinsics
 
     pairs = consecutive_pairs(seq)
@@ -54,7 +54,7 @@ def fixed_camera_flicker(seq: Sequence, yaws_deg: tuple[float, ...] = DEFAULT_YA
     scores = [[] for _ in yaws_deg]
     previous = None  # (position, RenderResult) of the last frame rendered
     for k, i in enumerate(needed):
-        current = render(seq.read_frame(i), viewmats, Ks, size, size, backend="torch")
+        current = render(seq.read_frame(i), viewmats, Ks, size, size, backend=resolve_backend("auto", "cpu"))
         if previous is not None and (previous[0], i) in pair_set:
             a, b = previous[1], current
             for c in range(len(yaws_deg)):

@@ -42,7 +42,7 @@ def orbit_renders(splats, fc, yaws, background=SHEET_BACKGROUND) -> list[np.ndar
     """uint8 [S, S, 3] renders of splats (crop-camera frame) from the crop camera swung by each yaw
     about the head centre."""
     from volume_cli.evaluate.synthetic import orbit_view
-    from volume_cli.render import render
+    from volume_cli.render import render, resolve_backend
 
     size = fc.crop.shape[0]
     # In the crop camera's own frame the camera is the identity and the head centre lies on its axis.
@@ -50,7 +50,7 @@ def orbit_renders(splats, fc, yaws, background=SHEET_BACKGROUND) -> list[np.ndar
     centre = np.array([0.0, 0.0, float(np.linalg.norm(fc.head_center))])
     views = np.stack([orbit_view(crop_cam, centre, y) for y in yaws]).astype(np.float32)
     Ks = np.repeat(fc.cam.K[None], len(yaws), 0).astype(np.float32)
-    res = render(splats, views, Ks, size, size, background=background, backend="torch")
+    res = render(splats, views, Ks, size, size, background=background, backend=resolve_backend("auto", "cpu"))
     return [(r.clamp(0, 1) * 255 + 0.5).byte().numpy() for r in res.rgb]
 
 

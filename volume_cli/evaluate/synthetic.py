@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from volume_cli import camera
-from volume_cli.evaluate.metrics import psnr, ssim
+from volume_cli.metrics import psnr, ssim
 from volume_cli.predictors.base import Predictor
 from volume_cli.train.losses import scale_correction, scaled_about_camera
 

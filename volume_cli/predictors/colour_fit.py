@@ -28,18 +28,19 @@ def fit_colours(g: Gaussians, fitted: Tensor, pixel: Tensor, target: Tensor, K: 
     (identity pose, intrinsics K [3, 3], ``size`` square) matches ``target`` [size*size, 3] at
     ``pixel`` [M] (each fitted Gaussian's row-major pixel index). All of ``g`` is rendered, so
     what shows through or in front of the fitted splats is taken into account."""
-    from volume_cli.render import render
+    from volume_cli.render import fixed_geometry_renderer, resolve_backend
 
     if steps <= 0 or len(fitted) == 0:
         return g
-    sh = g.sh.clone()
-    colour = sh_dc_to_rgb(sh[fitted, 0])
-    K = torch.as_tensor(K, dtype=torch.float32)[None]
-    identity = torch.eye(4)[None]
+    rgb = g.rgb()
+    colour = sh_dc_to_rgb(g.sh[fitted, 0])
+    # The geometry is the same for every step: on the compiled backend it is placed once.
+    render_with = fixed_geometry_renderer(g, torch.eye(4)[None], torch.as_tensor(K, dtype=torch.float32)[None], size,
+                                          size, backend=resolve_backend("auto", g.means.device))
     for _ in range(steps):
-        sh[fitted, 0] = rgb_to_sh_dc(colour)
-        current = Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits, sh=sh)
-        rendered = render(current, identity, K, size, size, backend="torch").rgb[0].reshape(-1, 3)
+        rgb[fitted] = colour
+        rendered = render_with(rgb).rgb[0].reshape(-1, 3)  # rendered as clamped at 0, as every renderer does
         colour = (colour + target[pixel] - rendered[pixel]).clamp(-COLOUR_SLACK, 1 + COLOUR_SLACK)
+    sh = g.sh.clone()
     sh[fitted, 0] = rgb_to_sh_dc(colour)
     return Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits, sh=sh)

@@ -258,7 +258,9 @@ class GeometricPredictor:
         rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
         proxy = np.where(hit, proxy, outside)
-        mesh = rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size)
+        from volume_cli.predictors import geometric_kernels  # imports numba: only when predicting
+
+        mesh = geometric_kernels.rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size)
         covered = np.isfinite(mesh)
         # Weight of the mesh rises from 0 at its edge to 1 FEATHER_PX inside it.
         inside = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3)
@@ -280,9 +282,11 @@ class GeometricPredictor:
         n = s * s
         keep = torch.from_numpy(person.reshape(n) >= MIN_PERSON)
 
+        from volume_cli.predictors import geometric_kernels
+
         def layer(z: np.ndarray, sigma_px: float) -> dict:
             points = rays * z[..., None]
-            quats, log_scales = surface_aligned(points, K[0, 0], sigma_px)
+            quats, log_scales = geometric_kernels.surface_aligned(points, K[0, 0], sigma_px)
             return dict(
                 means=torch.from_numpy(points.reshape(n, 3)).float(),
                 quats=quats,

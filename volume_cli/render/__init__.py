@@ -1,9 +1,12 @@
-"""Rendering Gaussians: one entry point, :func:`render`, over two backends.
+"""Rendering Gaussians: one entry point, :func:`render`, over three backends.
 
-* ``torch``: the pure-torch rasteriser (``rasterize_torch``), any device, used on CPUs and in tests.
+* ``numba``: the compiled CPU rasteriser (``rasterize_numba``), the CPU default; imported (and
+  numba with it) only when a render runs on it.
 * ``gsplat``: gsplat 1.5.3's CUDA rasteriser (``gsplat_backend``), imported only when chosen.
+* ``torch``: the pure-torch rasteriser (``rasterize_torch``), any device: the slow reference the
+  others are tested against, and the CPU fallback where numba cannot be imported.
 
-Both give the same images (gsplat's "classic" mode, eps2d 0.3, near plane 0.01 m) within float32
+All give the same images (gsplat's "classic" mode, eps2d 0.3, near plane 0.01 m) within float32
 rounding. Colour is view-independent: the SH DC term (``Gaussians.rgb()``); higher SH bands are
 not evaluated by either backend, so the two agree and the render matches what the PLY writer's
 DC colour says.
@@ -13,21 +16,23 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from volume_cli.gaussians import Gaussians
+from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
 from volume_cli.render import gsplat_backend, rasterize_torch  # neither imports gsplat until called
 
 
 class Backend(str, enum.Enum):
-    """Which rasteriser renders: ``auto`` is gsplat when CUDA and gsplat are both available,
-    else torch."""
+    """Which rasteriser renders: ``auto`` is gsplat when CUDA and gsplat are both available, else
+    numba (else torch)."""
 
     AUTO = "auto"
+    NUMBA = "numba"
     TORCH = "torch"
     GSPLAT = "gsplat"
 
@@ -39,14 +44,19 @@ class RenderResult:
     depth: Tensor  # [C, H, W] expected camera-frame z in metres, 0 where nothing was drawn
 
 
-def resolve_backend(backend: Backend | str) -> Backend:
-    """``auto`` -> gsplat when CUDA is present and gsplat is installed (found, not imported), else
-    torch; the others as given."""
+def resolve_backend(backend: Backend | str, device: torch.device | str | None = None) -> Backend:
+    """``auto`` -> gsplat when CUDA is present, gsplat is installed (found, not imported) and
+    ``device`` (where the caller wants the work done; None: anywhere) is not the CPU; else numba
+    when it is installed, else torch. The others as given.
+
+    Example: ``resolve_backend("auto", "cpu")`` is ``Backend.NUMBA`` on every machine with numba."""
     backend = Backend(backend)
-    if backend is Backend.AUTO:
-        usable = torch.cuda.is_available() and importlib.util.find_spec("gsplat") is not None
-        return Backend.GSPLAT if usable else Backend.TORCH
-    return backend
+    if backend is not Backend.AUTO:
+        return backend
+    on_cpu = device is not None and torch.device(device).type == "cpu"
+    if not on_cpu and torch.cuda.is_available() and importlib.util.find_spec("gsplat") is not None:
+        return Backend.GSPLAT
+    return Backend.NUMBA if importlib.util.find_spec("numba") is not None else Backend.TORCH
 
 
 def render(
@@ -78,6 +88,11 @@ def render(
         rasterize = gsplat_backend.rasterize
         # gsplat runs on CUDA only: move there for the call and bring the result back.
         device = gaussians.means.device if gaussians.means.is_cuda else torch.device("cuda")
+    elif backend is Backend.NUMBA:
+        from volume_cli.render import rasterize_numba  # imports numba: only when rendering with it
+
+        rasterize = rasterize_numba.rasterize
+        device = torch.device("cpu")  # CPU only, likewise
     else:
         rasterize = rasterize_torch.rasterize
         device = gaussians.means.device
@@ -92,4 +107,49 @@ def render(
     return RenderResult(rgb=rgb.to(home), alpha=alpha.to(home), depth=depth.to(home))
 
 
-__all__ = ["Backend", "RenderResult", "render", "resolve_backend"]
+def fixed_geometry_renderer(
+    gaussians: Gaussians,
+    viewmats: Tensor | np.ndarray,  # [C, 4, 4]
+    Ks: Tensor | np.ndarray,  # [C, 3, 3]
+    width: int,
+    height: int,
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    backend: Backend | str = Backend.AUTO,
+) -> Callable[[Tensor], RenderResult]:
+    """``render`` of one geometry under many colourings: returns ``f(rgb)`` with rgb [N, 3] the
+    Gaussians' colours (clamped at 0 as ``Gaussians.rgb()`` is), giving what ``render`` would for
+    the same Gaussians so coloured. On the
+    numba backend the splats are projected and binned once, for every call (colour fitting
+    renders one placement several times); on the others each call is a plain render."""
+    backend = resolve_backend(backend)
+    if backend is not Backend.NUMBA:
+        def plain(rgb: Tensor) -> RenderResult:
+            coloured = Gaussians(means=gaussians.means, quats=gaussians.quats, log_scales=gaussians.log_scales,
+                                 opacity_logits=gaussians.opacity_logits, sh=rgb_to_sh_dc(rgb)[:, None, :])
+            return render(coloured, viewmats, Ks, width, height, background, backend)
+        return plain
+
+    from volume_cli.render import rasterize_numba
+    from volume_cli.render.rasterize_torch import check_rasterize_inputs
+
+    home = gaussians.means.device
+    g = gaussians.map(lambda t: t.to(device="cpu", dtype=torch.float32))
+    viewmats = torch.as_tensor(viewmats, dtype=torch.float32)
+    Ks = torch.as_tensor(Ks, dtype=torch.float32)
+    if viewmats.ndim != 3:
+        raise ValueError(f"viewmats must be [C, 4, 4], got {list(viewmats.shape)}")
+    backgrounds = torch.tensor([background], dtype=torch.float32).expand(viewmats.shape[0], 3)
+    scales, opacities = g.scales(), g.opacities()
+    check_rasterize_inputs(g.means, g.quats, scales, opacities, g.rgb(), viewmats, Ks, width, height, backgrounds)
+    placement = rasterize_numba.place(g.means, g.quats, scales, opacities, viewmats, Ks, width, height)
+
+    def coloured(rgb: Tensor) -> RenderResult:
+        if list(rgb.shape) != [g.count, 3]:
+            raise ValueError(f"rgb must be [{g.count}, 3], got {list(rgb.shape)}")
+        out = rasterize_numba.composite(placement, rgb.to(device="cpu", dtype=torch.float32).clamp_min(0.0), backgrounds)
+        return RenderResult(*(t.to(home) for t in out))
+
+    return coloured
+
+
+__all__ = ["Backend", "RenderResult", "fixed_geometry_renderer", "render", "resolve_backend"]

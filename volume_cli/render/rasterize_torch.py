@@ -92,6 +92,17 @@ def check_rasterize_inputs(
             raise ValueError(f"{name} must be a positive int, got {size!r}")
     if backgrounds is not None and list(backgrounds.shape) != [c, colors.shape[1]]:
         raise ValueError(f"backgrounds must be [{c}, {colors.shape[1]}], got {list(backgrounds.shape)}")
+    # A NaN would not fail loudly: it culls a splat in one backend and blanks a tile in another.
+    # A tensor's sum is finite when all of it is (up to overflow, which the exact count below
+    # clears): one cheap reduction per tensor on every render, the elementwise test only on doubt.
+    per_gaussian = (means, quats, scales, opacities[:, None], colors)
+    if not all(bool(torch.isfinite(t.sum())) for t in per_gaussian):
+        finite = torch.stack([torch.isfinite(t).all(-1) for t in per_gaussian]).all(0)
+        if not bool(finite.all()):
+            raise ValueError(f"{int((~finite).sum())} of {n} Gaussians have non-finite parameters")
+    for name, t in (("viewmats", viewmats), ("Ks", Ks)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} has {int((~torch.isfinite(t)).sum())} non-finite entries")
 
 
 def project_gaussians(

@@ -16,6 +16,7 @@ import typer
 
 class RenderBackend(str, enum.Enum):
     auto = "auto"
+    numba = "numba"
     torch = "torch"
     gsplat = "gsplat"
 
@@ -52,7 +53,7 @@ def train(
     front_alpha_weight: Annotated[float, typer.Option("--front-alpha-weight", min=0.0, help="Weight of the front-alpha term: each pixel's front Gaussian as opaque as the ground truth at that pixel (0: off).")] = 1.0,
     init_weights: Annotated[Optional[Path], typer.Option("--init-weights", exists=True, dir_okay=False, help="Start from these weights (.safetensors with its card; same --widths) instead of random ones: fine-tuning.")] = None,
     distance_noise: Annotated[float, typer.Option("--distance-noise", min=0.0, help="Log-normal std of the head-distance error given to the network.")] = 0.05,
-    render_backend: Annotated[RenderBackend, typer.Option("--render-backend", help="Rasteriser for the losses: auto = gsplat on CUDA when installed, else torch.")] = RenderBackend.auto,
+    render_backend: Annotated[RenderBackend, typer.Option("--render-backend", help="Rasteriser for the losses: auto = gsplat on CUDA when installed, else the compiled CPU rasteriser (numba); torch = the slow pure-torch reference.")] = RenderBackend.auto,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast for the network on CUDA.")] = True,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data-rendering processes (0: in the training process).")] = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Checkpoint every N steps (also on SIGTERM, Ctrl-C and at the budget).")] = 500,

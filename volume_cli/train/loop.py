@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from volume_cli.evaluate.metrics import psnr, ssim
+from volume_cli.metrics import psnr, ssim
 from volume_cli.predictors.unet import DEFAULT_WIDTHS, UNet, network_input, save_weights, to_gaussians
 from volume_cli.render import render, resolve_backend
 from volume_cli.train.data import DISTANCE_NOISE, ShardExamples, TrainBatches, render_example

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from volume_cli.evaluate.metrics import ssim_map
+from volume_cli.metrics import ssim_map
 from volume_cli.gaussians import Gaussians
 from volume_cli.render import render
 
