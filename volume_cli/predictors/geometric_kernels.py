@@ -163,3 +163,16 @@ def rasterize_depth(pixels: np.ndarray, depth: np.ndarray, triangles: np.ndarray
                      np.ascontiguousarray(triangles, dtype=np.int64), size, best)
     with np.errstate(divide="ignore"):
         return np.where(best > 0, 1.0 / best, np.inf).reshape(size, size)
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) both kernels on a tiny input; ``make install`` runs it."""
+    v, u = np.mgrid[0:8, 0:8] + 0.5
+    points = np.stack([(u - 4) / 10, (v - 4) / 10, np.ones_like(u)], -1)
+    surface_aligned(points, 10.0, 0.35)
+    pixels = np.array([[1.0, 1.0], [6.0, 1.0], [1.0, 6.0]])
+    rasterize_depth(pixels, np.ones(3), np.array([[0, 1, 2]]), 8)
+
+
+if __name__ == "__main__":  # python -m volume_cli.predictors.geometric_kernels: compile and cache now
+    warm_up()

@@ -49,6 +49,19 @@ TILE = 16
 _launch = threading.Lock()
 
 
+@numba.njit(cache=True, inline="always")
+def _quat_rotation(quats, i, rot):  # pragma: no cover - compiled
+    """rot [3, 3] of the unit quaternion of quats[i] (w, x, y, z, any norm); returns the unit
+    quaternion's components and the norm."""
+    qw, qx, qy, qz = quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3]
+    norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+    qw, qx, qy, qz = qw / norm, qx / norm, qy / norm, qz / norm
+    rot[0, 0], rot[0, 1], rot[0, 2] = 1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)
+    rot[1, 0], rot[1, 1], rot[1, 2] = 2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)
+    rot[2, 0], rot[2, 1], rot[2, 2] = 2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)
+    return qw, qx, qy, qz, norm
+
+
 @numba.njit(parallel=True, cache=True)
 def _project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d,
              means2d, conics, depths, radii):  # pragma: no cover - compiled
@@ -68,14 +81,9 @@ def _project(means, quats, scales, opacities, viewmats, Ks, width, height, near_
         radii[cam, i, 0] = radii[cam, i, 1] = 0
         if not (near_plane <= z <= far_plane) or opacities[i] < ALPHA_MIN:
             continue
-        # Rotation of the unit quaternion (w, x, y, z), its columns scaled: Sigma = M M^T.
-        qw, qx, qy, qz = quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3]
-        norm = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        qw, qx, qy, qz = qw / norm, qx / norm, qy / norm, qz / norm
+        # Rotation of the unit quaternion, its columns scaled: Sigma = M M^T with M = rot * scales.
         rot = np.empty((3, 3))
-        rot[0, 0], rot[0, 1], rot[0, 2] = 1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qw * qz), 2 * (qx * qz + qw * qy)
-        rot[1, 0], rot[1, 1], rot[1, 2] = 2 * (qx * qy + qw * qz), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qw * qx)
-        rot[2, 0], rot[2, 1], rot[2, 2] = 2 * (qx * qz - qw * qy), 2 * (qy * qz + qw * qx), 1 - 2 * (qx * qx + qy * qy)
+        _quat_rotation(quats, i, rot)
         slack_x, slack_y = FOV_SLACK * 0.5 * width / fx, FOV_SLACK * 0.5 * height / fy
         tx = z * min(max(x / z, -cx / fx - slack_x), (width - cx) / fx + slack_x)
         ty = z * min(max(y / z, -cy / fy - slack_y), (height - cy) / fy + slack_y)
@@ -100,6 +108,100 @@ def _project(means, quats, scales, opacities, viewmats, Ks, width, height, near_
         rx, ry = math.ceil(k * math.sqrt(cov_xx)), math.ceil(k * math.sqrt(cov_yy))
         if (rx > 0 or ry > 0) and mx + rx > 0 and mx - rx < width and my + ry > 0 and my - ry < height:
             radii[cam, i, 0], radii[cam, i, 1] = rx, ry
+
+
+@numba.njit(parallel=True, cache=True)
+def _project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d, radii, grad_means2d, grad_conics,
+                      grad_depths, grad_means, grad_quats, grad_scales):  # pragma: no cover - compiled
+    """Gradients of ``_project``'s means2d, conics and depths with respect to means [N, 3], quats
+    [N, 4] and scales [N, 3] (grad_* zeros on entry), the forward recomputed per Gaussian. One
+    Gaussian per task, its cameras summed inside it, so no two tasks write the same row. Culled
+    Gaussians (radius 0) were not drawn and get nothing, as through torch's projection."""
+    num_cameras, n = viewmats.shape[0], means.shape[0]
+    for i in numba.prange(n):
+        rot = np.empty((3, 3))
+        qw, qx, qy, qz, norm = _quat_rotation(quats, i, rot)
+        g_rot = np.zeros((3, 3))
+        RM = np.empty((3, 3))
+        g_RM = np.empty((3, 3))
+        jx, jy = np.empty(3), np.empty(3)
+        for cam in range(num_cameras):
+            if radii[cam, i, 0] == 0:
+                continue
+            V, K = viewmats[cam], Ks[cam]
+            fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+            x = V[0, 0] * means[i, 0] + V[0, 1] * means[i, 1] + V[0, 2] * means[i, 2] + V[0, 3]
+            y = V[1, 0] * means[i, 0] + V[1, 1] * means[i, 1] + V[1, 2] * means[i, 2] + V[1, 3]
+            z = V[2, 0] * means[i, 0] + V[2, 1] * means[i, 1] + V[2, 2] * means[i, 2] + V[2, 3]
+            slack_x, slack_y = FOV_SLACK * 0.5 * width / fx, FOV_SLACK * 0.5 * height / fy
+            lim_x0, lim_x1 = -cx / fx - slack_x, (width - cx) / fx + slack_x
+            lim_y0, lim_y1 = -cy / fy - slack_y, (height - cy) / fy + slack_y
+            clamped_x, clamped_y = not (lim_x0 <= x / z <= lim_x1), not (lim_y0 <= y / z <= lim_y1)
+            tx = z * min(max(x / z, lim_x0), lim_x1)
+            ty = z * min(max(y / z, lim_y0), lim_y1)
+            for r in range(3):
+                for col in range(3):
+                    RM[r, col] = (V[r, 0] * rot[0, col] + V[r, 1] * rot[1, col] + V[r, 2] * rot[2, col]) * scales[i, col]
+            for col in range(3):
+                jx[col] = fx / z * RM[0, col] - fx * tx / (z * z) * RM[2, col]
+                jy[col] = fy / z * RM[1, col] - fy * ty / (z * z) * RM[2, col]
+            A = jx[0] * jx[0] + jx[1] * jx[1] + jx[2] * jx[2] + eps2d
+            B = jx[0] * jy[0] + jx[1] * jy[1] + jx[2] * jy[2]
+            Cc = jy[0] * jy[0] + jy[1] * jy[1] + jy[2] * jy[2] + eps2d
+            det = A * Cc - B * B
+            # conic = (Cc, -B, A) / det
+            g0, g1, g2 = grad_conics[cam, i, 0], grad_conics[cam, i, 1], grad_conics[cam, i, 2]
+            d2 = det * det
+            g_A = g0 * (-Cc * Cc / d2) + g1 * (B * Cc / d2) + g2 * (1.0 / det - A * Cc / d2)
+            g_C = g0 * (1.0 / det - Cc * A / d2) + g1 * (B * A / d2) + g2 * (-A * A / d2)
+            g_B = g0 * (2.0 * B * Cc / d2) + g1 * (-1.0 / det - 2.0 * B * B / d2) + g2 * (2.0 * A * B / d2)
+            g_x = grad_means2d[cam, i, 0] * fx / z
+            g_y = grad_means2d[cam, i, 1] * fy / z
+            g_z = grad_depths[cam, i] - grad_means2d[cam, i, 0] * fx * x / (z * z) - grad_means2d[cam, i, 1] * fy * y / (z * z)
+            g_tx = g_ty = 0.0
+            for col in range(3):
+                g_jx = 2.0 * g_A * jx[col] + g_B * jy[col]
+                g_jy = 2.0 * g_C * jy[col] + g_B * jx[col]
+                g_RM[0, col] = fx / z * g_jx
+                g_RM[1, col] = fy / z * g_jy
+                g_RM[2, col] = -fx * tx / (z * z) * g_jx - fy * ty / (z * z) * g_jy
+                g_z += g_jx * (-fx / (z * z) * RM[0, col] + 2.0 * fx * tx / (z * z * z) * RM[2, col])
+                g_z += g_jy * (-fy / (z * z) * RM[1, col] + 2.0 * fy * ty / (z * z * z) * RM[2, col])
+                g_tx += g_jx * (-fx / (z * z) * RM[2, col])
+                g_ty += g_jy * (-fy / (z * z) * RM[2, col])
+            # tx = x where the clamp does not bind, else z times the bound (tx / z)
+            if clamped_x:
+                g_z += g_tx * tx / z
+            else:
+                g_x += g_tx
+            if clamped_y:
+                g_z += g_ty * ty / z
+            else:
+                g_y += g_ty
+            for k in range(3):  # mean_c = R m + t
+                grad_means[i, k] += V[0, k] * g_x + V[1, k] * g_y + V[2, k] * g_z
+            for col in range(3):  # RM = R rot diag(s)
+                g_m0 = V[0, 0] * g_RM[0, col] + V[1, 0] * g_RM[1, col] + V[2, 0] * g_RM[2, col]
+                g_m1 = V[0, 1] * g_RM[0, col] + V[1, 1] * g_RM[1, col] + V[2, 1] * g_RM[2, col]
+                g_m2 = V[0, 2] * g_RM[0, col] + V[1, 2] * g_RM[1, col] + V[2, 2] * g_RM[2, col]
+                grad_scales[i, col] += g_m0 * rot[0, col] + g_m1 * rot[1, col] + g_m2 * rot[2, col]
+                g_rot[0, col] += g_m0 * scales[i, col]
+                g_rot[1, col] += g_m1 * scales[i, col]
+                g_rot[2, col] += g_m2 * scales[i, col]
+        # rot of the unit quaternion (w, x, y, z), then through q / |q|
+        g = g_rot
+        g_w = 2 * (-qz * g[0, 1] + qy * g[0, 2] + qz * g[1, 0] - qx * g[1, 2] - qy * g[2, 0] + qx * g[2, 1])
+        g_qx = 2 * (qy * g[0, 1] + qz * g[0, 2] + qy * g[1, 0] - 2 * qx * g[1, 1] - qw * g[1, 2] + qz * g[2, 0]
+                    + qw * g[2, 1] - 2 * qx * g[2, 2])
+        g_qy = 2 * (-2 * qy * g[0, 0] + qx * g[0, 1] + qw * g[0, 2] + qx * g[1, 0] + qz * g[1, 2] - qw * g[2, 0]
+                    + qz * g[2, 1] - 2 * qy * g[2, 2])
+        g_qz = 2 * (-2 * qz * g[0, 0] - qw * g[0, 1] + qx * g[0, 2] + qw * g[1, 0] - 2 * qz * g[1, 1] + qy * g[1, 2]
+                    + qx * g[2, 0] + qy * g[2, 1])
+        along = qw * g_w + qx * g_qx + qy * g_qy + qz * g_qz
+        grad_quats[i, 0] = (g_w - qw * along) / norm
+        grad_quats[i, 1] = (g_qx - qx * along) / norm
+        grad_quats[i, 2] = (g_qy - qy * along) / norm
+        grad_quats[i, 3] = (g_qz - qz * along) / norm
 
 
 @numba.njit(cache=True)
@@ -353,6 +455,45 @@ class _Composite(torch.autograd.Function):
         return (*grads, None, None, None)
 
 
+class _Project(torch.autograd.Function):
+    """(means [N, 3], quats [N, 4], scales [N, 3]) -> (means2d [C, N, 2], conics [C, N, 3], depths
+    [C, N], radii [C, N, 2]) through the compiled projection, with its compiled backward; the
+    opacities and cameras ride along without gradients (opacities only choose the box, as in torch's
+    projection)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, settings):
+        width, height, near_plane, far_plane, eps2d = settings
+        num_cameras, n = viewmats.shape[0], means.shape[0]
+        dtype = _numpy(means).dtype
+        means2d = np.zeros((num_cameras, n, 2), dtype)
+        conics = np.zeros((num_cameras, n, 3), dtype)
+        depths = np.zeros((num_cameras, n), dtype)
+        radii = np.zeros((num_cameras, n, 2), np.int64)
+        arrays = [_numpy(t) for t in (means, quats, scales, opacities, viewmats, Ks)]
+        with _launch:
+            _project(*arrays, width, height, near_plane, far_plane, eps2d, means2d, conics, depths, radii)
+        radii_t = torch.from_numpy(radii)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii_t)
+        ctx.settings = settings
+        ctx.mark_non_differentiable(radii_t)
+        return torch.from_numpy(means2d), torch.from_numpy(conics), torch.from_numpy(depths), radii_t
+
+    @staticmethod
+    def backward(ctx, grad_means2d, grad_conics, grad_depths, _grad_radii):
+        means, quats, scales, viewmats, Ks, radii = ctx.saved_tensors
+        width, height, _, _, eps2d = ctx.settings
+        grads = [torch.zeros_like(t) for t in (means, quats, scales)]
+        upstream = [torch.zeros(radii.shape[:2] + (k,), dtype=means.dtype) if g is None else g
+                    for g, k in ((grad_means2d, 2), (grad_conics, 3))]
+        grad_depths = torch.zeros(radii.shape[:2], dtype=means.dtype) if grad_depths is None else grad_depths
+        arrays = [_numpy(t) for t in (means, quats, scales, viewmats, Ks)]
+        with _launch:
+            _project_backward(*arrays, width, height, eps2d, _numpy(radii), *(_numpy(g) for g in upstream),
+                              _numpy(grad_depths), *(_numpy(g) for g in grads))
+        return (*grads, None, None, None, None)
+
+
 def project_gaussians(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4]
@@ -366,19 +507,12 @@ def project_gaussians(
     far_plane: float = 1e10,
     eps2d: float = 0.3,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``rasterize_torch.project_gaussians`` compiled (no gradient): means2d [C, N, 2], conics
-    [C, N, 3], depths [C, N], radii [C, N, 2] (int64, 0 where culled); culled Gaussians' conics are
-    left 0 and their means2d may be unset."""
-    num_cameras, n = viewmats.shape[0], means.shape[0]
-    dtype = _numpy(means).dtype
-    means2d = np.zeros((num_cameras, n, 2), dtype)
-    conics = np.zeros((num_cameras, n, 3), dtype)
-    depths = np.zeros((num_cameras, n), dtype)
-    radii = np.zeros((num_cameras, n, 2), np.int64)
-    arrays = [_numpy(t) for t in (means, quats, scales, opacities, viewmats, Ks)]
-    with _launch:
-        _project(*arrays, width, height, near_plane, far_plane, eps2d, means2d, conics, depths, radii)
-    return tuple(torch.from_numpy(a) for a in (means2d, conics, depths, radii))
+    """``rasterize_torch.project_gaussians`` compiled, differentiable with respect to means,
+    quats and scales: means2d [C, N, 2], conics [C, N, 3], depths [C, N], radii [C, N, 2] (int64,
+    0 where culled); culled Gaussians' conics are left 0 and their means2d may be unset. Cameras
+    that need gradients are torch's projection's job (``place`` hands them over)."""
+    return _Project.apply(means, quats, scales, opacities.detach(), viewmats.detach(), Ks.detach(),
+                          (width, height, near_plane, far_plane, eps2d))
 
 
 def _front_to_back(depths: np.ndarray, visible: np.ndarray, near_plane: float) -> np.ndarray:
@@ -423,11 +557,11 @@ def place(
 ) -> Placement:
     """Project and bin (arguments as ``rasterize``'s, checked by the caller)."""
     num_cameras, n = viewmats.shape[0], means.shape[0]
-    # Gradients through the projection come from torch's autograd; a render that needs none takes
-    # the compiled projection (the same numbers, several times faster).
-    project = rasterize_torch.project_gaussians
-    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (means, quats, scales, opacities, viewmats, Ks))):
-        project = project_gaussians
+    # The compiled projection has gradients for the splats; one for the cameras (nothing here
+    # asks for it) is left to torch's projection.
+    project = project_gaussians
+    if torch.is_grad_enabled() and (viewmats.requires_grad or Ks.requires_grad):
+        project = rasterize_torch.project_gaussians
     means2d, conics, depths, radii = project(
         means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d
     )
@@ -484,3 +618,23 @@ def rasterize(
     check_rasterize_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
     placement = place(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d)
     return composite(placement, colors, backgrounds)
+
+
+def warm_up() -> None:
+    """Compile (or load from the disk cache) every kernel for float32, the dtype renders and
+    training use: a tiny render without and with gradients. ``make install`` runs it, so the first
+    real render does not wait for the compiler."""
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(20, 3, generator=g) * 0.05 + torch.tensor([0.0, 0.0, 1.0])
+    quats, scales = torch.randn(20, 4, generator=g), torch.full((20, 3), 0.02)
+    opacities, colors = torch.full((20,), 0.5), torch.rand(20, 3, generator=g)
+    K = torch.tensor([[[20.0, 0.0, 8.0], [0.0, 20.0, 8.0], [0.0, 0.0, 1.0]]])
+    with torch.no_grad():
+        rasterize(means, quats, scales, opacities, colors, torch.eye(4)[None], K, 16, 16)
+    means.requires_grad_()
+    rgb, alpha, depth = rasterize(means, quats, scales, opacities, colors, torch.eye(4)[None], K, 16, 16)
+    (rgb.sum() + alpha.sum() + depth.sum()).backward()
+
+
+if __name__ == "__main__":  # python -m volume_cli.render.rasterize_numba: compile and cache now
+    warm_up()
