@@ -89,7 +89,8 @@ def face_mesh_triangles() -> np.ndarray:
 
 
 def rasterize_depth(pixels: np.ndarray, depth: np.ndarray, triangles: np.ndarray, size: int) -> np.ndarray:
-    """Nearest z-depth of a triangle mesh at every pixel centre.
+    """Nearest z-depth of a triangle mesh at every pixel centre (the slow reference of
+    ``geometric_kernels.rasterize_depth``, which the predictor runs).
 
     pixels [V, 2] projected vertices (pixel centres at +0.5), depth [V] their z (> 0),
     triangles [T, 3]. Returns [size, size] float64, +inf where no triangle covers the pixel.
@@ -167,7 +168,8 @@ def ellipsoid_depth(rays: np.ndarray, axes: np.ndarray, centre: np.ndarray, radi
 
 
 def surface_aligned(points: np.ndarray, focal: float, sigma_px: float) -> tuple[Tensor, Tensor]:
-    """Orientation and size of each pixel's Gaussian as a disc lying on the surface.
+    """Orientation and size of each pixel's Gaussian as a disc lying on the surface (the slow
+    reference of ``geometric_kernels.surface_aligned``, which the predictor runs).
 
     points [S, S, 3]: the surface point of every crop pixel; focal: the crop's focal length, pixels. The surface's tangents per pixel step,
     a = dP/du and b = dP/dv (central differences), span the patch a pixel sees; the covariance
@@ -214,6 +216,21 @@ def surface_aligned(points: np.ndarray, focal: float, sigma_px: float) -> tuple[
     return matrix_to_quat(R).float(), log_scales.float()
 
 
+@functools.lru_cache(maxsize=1)
+def _steps():
+    """Where ``rasterize_depth`` and ``surface_aligned`` come from: their compiled twins
+    (geometric_kernels, numba, imported on the first prediction), or this module's references
+    where numba is not installed (the lent GPU machine, which carries no numba wheel)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("numba") is not None:
+        from volume_cli.predictors import geometric_kernels
+
+        return geometric_kernels
+    return sys.modules[__name__]
+
+
 class GeometricPredictor:
     """See the module docstring. Runs on CPU whatever the pipeline's device (it is NumPy and
     MediaPipe); returns tensors on the CPU."""
@@ -258,9 +275,7 @@ class GeometricPredictor:
         rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
         proxy = np.where(hit, proxy, outside)
-        from volume_cli.predictors import geometric_kernels  # imports numba: only when predicting
-
-        mesh = geometric_kernels.rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size)
+        mesh = _steps().rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size)
         covered = np.isfinite(mesh)
         # Weight of the mesh rises from 0 at its edge to 1 FEATHER_PX inside it.
         inside = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3)
@@ -282,11 +297,9 @@ class GeometricPredictor:
         n = s * s
         keep = torch.from_numpy(person.reshape(n) >= MIN_PERSON)
 
-        from volume_cli.predictors import geometric_kernels
-
         def layer(z: np.ndarray, sigma_px: float) -> dict:
             points = rays * z[..., None]
-            quats, log_scales = geometric_kernels.surface_aligned(points, K[0, 0], sigma_px)
+            quats, log_scales = _steps().surface_aligned(points, K[0, 0], sigma_px)
             return dict(
                 means=torch.from_numpy(points.reshape(n, 3)).float(),
                 quats=quats,
