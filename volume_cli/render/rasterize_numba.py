@@ -261,15 +261,15 @@ def _rows_and_span(my, a, b, c, reach, row0, rows):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True, inline="always")
-def _column_span(mx, dy, a, b, det, reach, col0, cols):  # pragma: no cover - compiled
-    """Columns [first, stop) of the tile where sigma <= reach can hold on a row at offset dy =
-    my - y: 0.5 a dx^2 + b dy dx + 0.5 c dy^2 <= reach, a quadratic in dx = mx - x."""
-    disc = 2.0 * a * reach - det * dy * dy
+def _column_span(mx, bdy, inv_a, disc, col0, cols):  # pragma: no cover - compiled
+    """Columns [first, stop) of the tile where sigma <= reach can hold on a row: with dx = mx - x,
+    0.5 a dx^2 + bdy dx + 0.5 c dy^2 <= reach is a quadratic in dx whose discriminant (over 4,
+    times 2) is ``disc`` = 2 a reach - det dy^2, so dx lies in (-bdy +- sqrt(disc)) / a."""
     if disc < 0.0:
         return 0, 0
     root = math.sqrt(disc)
-    x_low = mx - (root - b * dy) / a  # dx = (-b dy +- root) / a, x = mx - dx
-    x_high = mx + (root + b * dy) / a
+    x_low = mx - (root - bdy) * inv_a
+    x_high = mx + (root + bdy) * inv_a
     return max(col0, math.ceil(x_low - 0.5)), min(col0 + cols, math.floor(x_high - 0.5) + 1)
 
 
@@ -278,7 +278,9 @@ def _composite_forward(means2d, conics, opacities, payload, ids, starts, tiles_x
                        accum, transmittance):  # pragma: no cover - compiled
     """accum [C, H, W, D'] (zeros on entry) gets sum(alpha T payload); transmittance [C, H, W] (ones
     on entry) the final T. One tile per task; within it the splats are taken front to back, each
-    over the pixels it can reach, so every pixel sees its splats in depth order."""
+    over the pixels it can reach, so every pixel sees its splats in depth order. Tile-local T is
+    set to 0 when a pixel finishes (its final T already written), which is also the test for
+    "finished": a live pixel's T never falls below T_MIN."""
     tiles_per_camera = tiles_x * tiles_y
     channels = payload.shape[1]
     for t in numba.prange(starts.shape[0] - 1):
@@ -289,9 +291,8 @@ def _composite_forward(means2d, conics, opacities, payload, ids, starts, tiles_x
         row0 = ((t % tiles_per_camera) // tiles_x) * tile
         col0 = (t % tiles_x) * tile
         rows, cols = min(tile, height - row0), min(tile, width - col0)
-        T = np.ones((rows, cols))
-        acc = np.zeros((rows, cols, channels))
-        done = np.zeros((rows, cols), np.bool_)
+        T = np.ones(rows * cols)  # pixel (y, x) of the image at (y - row0) * cols + x - col0
+        acc = np.zeros(rows * cols * channels)
         remaining = rows * cols
         for k in range(begin, end):
             g = ids[k]
@@ -300,47 +301,54 @@ def _composite_forward(means2d, conics, opacities, payload, ids, starts, tiles_x
             opacity = opacities[g]
             reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
             first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
+            half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
             for py in range(first, stop):
                 dy = my - (py + 0.5)
-                x_first, x_stop = _column_span(mx, dy, a, b, det, reach, col0, cols)
-                i = py - row0
+                bdy, cdy2 = b * dy, 0.5 * c * dy * dy
+                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, cols)
+                base = (py - row0) * cols - col0
                 for px in range(x_first, x_stop):
-                    j = px - col0
-                    if done[i, j]:
+                    q = base + px
+                    T_q = T[q]
+                    if T_q == 0.0:  # finished
                         continue
                     dx = mx - (px + 0.5)
-                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    sigma = (half_a * dx + bdy) * dx + cdy2
                     if sigma < 0.0:
                         continue
                     alpha = min(ALPHA_MAX, opacity * math.exp(-sigma))
                     if alpha < ALPHA_MIN:
                         continue
-                    next_T = T[i, j] * (1.0 - alpha)
+                    next_T = T_q * (1.0 - alpha)
                     if next_T <= T_MIN:  # this splat would finish the pixel: left out, pixel done
-                        done[i, j] = True
+                        transmittance[cam, py, px] = T_q
+                        T[q] = 0.0
                         remaining -= 1
                         continue
-                    w = alpha * T[i, j]
+                    w = alpha * T_q
                     for ch in range(channels):
-                        acc[i, j, ch] += w * payload[g, ch]
-                    T[i, j] = next_T
+                        acc[q * channels + ch] += w * payload[g, ch]
+                    T[q] = next_T
             if remaining == 0:
                 break
         for i in range(rows):
             for j in range(cols):
-                transmittance[cam, row0 + i, col0 + j] = T[i, j]
+                q = i * cols + j
+                if T[q] != 0.0:
+                    transmittance[cam, row0 + i, col0 + j] = T[q]
                 for ch in range(channels):
-                    accum[cam, row0 + i, col0 + j, ch] = acc[i, j, ch]
+                    accum[cam, row0 + i, col0 + j, ch] = acc[q * channels + ch]
 
 
 @numba.njit(parallel=True, cache=True)
 def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
                         accum, transmittance, grad_accum, grad_transmittance,
                         entry_means2d, entry_conics, entry_opacities, entry_payload):  # pragma: no cover - compiled
-    """Gradients per tile-list entry (entry_* [M, ...], zeros on entry), visiting pixels exactly as
-    the forward does. For pixel colour A = sum_i w_i p_i with w_i = alpha_i T_i and final
-    transmittance T_f: dA/dp_i = w_i; dA/dalpha_i = T_i p_i - (sum_{j>i} w_j p_j) / (1 - alpha_i);
-    dT_f/dalpha_i = -T_f / (1 - alpha_i). The sum over later splats is A minus the running sum."""
+    """Gradients per tile-list entry (entry_* [M, ...], zeros on entry), visiting pixels with the
+    forward's arithmetic, so every skip and stop falls the same way. For pixel colour
+    A = sum_i w_i p_i with w_i = alpha_i T_i and final transmittance T_f: dA/dp_i = w_i;
+    dA/dalpha_i = T_i p_i - (sum_{j>i} w_j p_j) / (1 - alpha_i); dT_f/dalpha_i = -T_f / (1 - alpha_i).
+    The sum over later splats is A minus the running sum."""
     tiles_per_camera = tiles_x * tiles_y
     channels = payload.shape[1]
     for t in numba.prange(starts.shape[0] - 1):
@@ -351,9 +359,8 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
         row0 = ((t % tiles_per_camera) // tiles_x) * tile
         col0 = (t % tiles_x) * tile
         rows, cols = min(tile, height - row0), min(tile, width - col0)
-        T = np.ones((rows, cols))
-        prefix = np.zeros((rows, cols, channels))
-        done = np.zeros((rows, cols), np.bool_)
+        T = np.ones(rows * cols)  # 0 once finished, as in the forward
+        prefix = np.zeros(rows * cols * channels)
         remaining = rows * cols
         for k in range(begin, end):
             g = ids[k]
@@ -362,17 +369,20 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
             opacity = opacities[g]
             reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
             first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
+            half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
             g_mx = g_my = g_a = g_b = g_c = g_opacity = 0.0
             for py in range(first, stop):
                 dy = my - (py + 0.5)
-                x_first, x_stop = _column_span(mx, dy, a, b, det, reach, col0, cols)
-                i = py - row0
+                bdy, cdy2 = b * dy, 0.5 * c * dy * dy
+                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, cols)
+                base = (py - row0) * cols - col0
                 for px in range(x_first, x_stop):
-                    j = px - col0
-                    if done[i, j]:
+                    q = base + px
+                    T_q = T[q]
+                    if T_q == 0.0:
                         continue
                     dx = mx - (px + 0.5)
-                    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    sigma = (half_a * dx + bdy) * dx + cdy2
                     if sigma < 0.0:
                         continue
                     falloff = math.exp(-sigma)
@@ -380,23 +390,22 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
                     alpha = min(ALPHA_MAX, raw)
                     if alpha < ALPHA_MIN:
                         continue
-                    next_T = T[i, j] * (1.0 - alpha)
+                    next_T = T_q * (1.0 - alpha)
                     if next_T <= T_MIN:
-                        done[i, j] = True
+                        T[q] = 0.0
                         remaining -= 1
                         continue
-                    w = alpha * T[i, j]
-                    y, x = row0 + i, col0 + j
+                    w = alpha * T_q
                     own = 0.0  # grad . p_i
                     later = 0.0  # grad . sum_{j>i} w_j p_j
                     for ch in range(channels):
-                        g_ch = grad_accum[cam, y, x, ch]
+                        g_ch = grad_accum[cam, py, px, ch]
                         entry_payload[k, ch] += w * g_ch
-                        prefix[i, j, ch] += w * payload[g, ch]
+                        prefix[q * channels + ch] += w * payload[g, ch]
                         own += g_ch * payload[g, ch]
-                        later += g_ch * (accum[cam, y, x, ch] - prefix[i, j, ch])
+                        later += g_ch * (accum[cam, py, px, ch] - prefix[q * channels + ch])
                     if raw <= ALPHA_MAX:  # the 0.999 cap passes no gradient where it binds
-                        g_alpha = T[i, j] * own - (later + grad_transmittance[cam, y, x] * transmittance[cam, y, x]) / (1.0 - alpha)
+                        g_alpha = T_q * own - (later + grad_transmittance[cam, py, px] * transmittance[cam, py, px]) / (1.0 - alpha)
                         g_sigma = -g_alpha * alpha
                         g_opacity += g_alpha * falloff
                         g_mx += g_sigma * (a * dx + b * dy)
@@ -404,7 +413,7 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
                         g_a += g_sigma * 0.5 * dx * dx
                         g_b += g_sigma * dx * dy
                         g_c += g_sigma * 0.5 * dy * dy
-                    T[i, j] = next_T
+                    T[q] = next_T
             entry_means2d[k, 0], entry_means2d[k, 1] = g_mx, g_my
             entry_conics[k, 0], entry_conics[k, 1], entry_conics[k, 2] = g_a, g_b, g_c
             entry_opacities[k] = g_opacity
