@@ -406,3 +406,31 @@ def test_downsized_novel_views_keep_the_geometry():
     ex = {k: v[0] for k, v in _batch().items()}
     terms = example_losses(_ball(), ex, _ball(), LossWeights(front_alpha=0.0), backend="torch", novel_size=S // 2)
     assert all(math.isfinite(float(v)) for v in terms.values())
+
+
+def test_compiled_rasteriser_trains_as_the_torch_one_does():
+    """A training step's losses and gradients with the compiled CPU rasteriser (the default on a
+    CPU) are those of the pure-torch one."""
+    batch = _batch(seeds=(0, 1))
+    results = {}
+    for backend in ("numba", "torch"):
+        torch.manual_seed(0)
+        model = loop.UNet((16, 16, 32, 32, 64))
+        terms = loop.batch_losses(model, batch, _config(render_backend=backend, batch_size=2))
+        terms["total"].backward()
+        results[backend] = ({k: float(v.detach()) for k, v in terms.items()}, [p.grad.clone() for p in model.parameters()])
+    (numba_terms, numba_grads), (torch_terms, torch_grads) = results["numba"], results["torch"]
+    assert numba_terms.keys() == torch_terms.keys() and "stability" in numba_terms
+    for k in numba_terms:  # float32 renders that agree to ~1e-6 a pixel (test_render.py)
+        assert numba_terms[k] == pytest.approx(torch_terms[k], rel=1e-4, abs=1e-6), k
+    flat = lambda grads: torch.cat([g.flatten() for g in grads])  # noqa: E731
+    assert torch.linalg.vector_norm(flat(numba_grads) - flat(torch_grads)) <= 1e-3 * torch.linalg.vector_norm(flat(torch_grads))
+
+
+@needs_synth
+def test_train_step_benchmark_times_both_rasterisers():
+    from volume_cli.evaluate.bench import bench_train_step
+
+    result = bench_train_step(sizes=(32,), batch_size=1, views=2, repeats=1)
+    assert set(result) == {"numba_32px_s", "torch_32px_s", "numba_speedup_32px"}
+    assert result["numba_32px_s"] > 0 and result["torch_32px_s"] > 0
