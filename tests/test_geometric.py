@@ -126,18 +126,24 @@ def test_surface_aligned_projects_to_a_round_pixel_footprint_on_a_slanted_plane(
     assert np.allclose(cov2d, sigma**2 * np.eye(2), rtol=0.03, atol=0.03 * sigma**2)
 
 
-@pytest.fixture(scope="module")
-def hopper_crop():
-    """The 256 px crop of the real Grace Hopper photo, its predictor depth map and rays."""
+def hopper_framed(size: int):
+    """The real Grace Hopper photo framed as convert frames it, at crop side ``size``."""
     from volume_cli.face import FaceFinder, head_state
     from volume_cli.framing import frame_crop
 
     image = cv2.cvtColor(cv2.imread(str(REAL / "grace_hopper_512.jpg")), cv2.COLOR_BGR2RGB)
     K = camera.image_intrinsics(image.shape[1], image.shape[0])
-    with geo.GeometricPredictor(colour_steps=0) as predictor, FaceFinder(video=False) as finder:
+    with FaceFinder(video=False) as finder:
         face = finder.find(image)
-        fc = frame_crop(image, K, face, head_state(face, K), 256)
-        rays = camera.image_rays(fc.cam.K, 256, 256)
+    return frame_crop(image, K, face, head_state(face, K), size)
+
+
+@pytest.fixture(scope="module")
+def hopper_crop():
+    """The 256 px crop of the real Grace Hopper photo, its predictor depth map and rays."""
+    fc = hopper_framed(256)
+    rays = camera.image_rays(fc.cam.K, 256, 256)
+    with geo.GeometricPredictor(colour_steps=0) as predictor:
         return fc, predictor.depth_map(fc.landmarks, fc.cam.K, rays), rays
 
 
@@ -171,15 +177,10 @@ def test_face_mesh_triangles_come_from_the_tesselation():
 
 @pytest.fixture(scope="module")
 def hopper_prediction():
-    from volume_cli.face import FaceFinder, head_state
-    from volume_cli.framing import frame_crop
     from volume_cli.pipeline import crop_batch
 
-    image = cv2.cvtColor(cv2.imread(str(REAL / "grace_hopper_512.jpg")), cv2.COLOR_BGR2RGB)
-    K = camera.image_intrinsics(image.shape[1], image.shape[0])
-    with geo.GeometricPredictor(colour_steps=0) as predictor, FaceFinder(video=False) as finder:
-        face = finder.find(image)
-        fc = frame_crop(image, K, face, head_state(face, K), 64)
+    fc = hopper_framed(64)
+    with geo.GeometricPredictor(colour_steps=0) as predictor:
         return fc, predictor.predict(crop_batch([fc], "cpu"))
 
 
