@@ -1,23 +1,25 @@
 """Compiled CPU rasteriser: the same image formation as ``rasterize_torch`` (read its docstring for
-the semantics), with the per-pixel compositing and its backward pass compiled by numba and spread
-over every core.
+the semantics), compiled by numba and spread over every core, forward and backward.
 
-Where the work goes, and why it is split this way:
+Three kernels in a row, each with its own ``torch.autograd.Function`` where gradients flow:
 
-* Projection (EWA, culling, box extents) stays in torch (``rasterize_torch.project_gaussians``):
-  it is one vectorised pass over the Gaussians, a few milliseconds for a head, and torch's
-  autograd carries its gradients to means, quaternions and scales.
-* Binning (which Gaussians touch which tile, front to back) and compositing are numba kernels.
-  Compositing is the cost (pixels x the splats each one walks through), and per-pixel loops with
-  an early stop at T = 1e-4 are what compiled code does well and tensors do badly.
-* ``_Composite`` is the ``torch.autograd.Function`` between them: forward composites every pixel,
-  backward walks each pixel's splats again front to back (so it makes the very same skip and stop
-  decisions as the forward) and returns the gradients with respect to the 2D means, conics,
-  opacities and payload (colours and camera-frame depth).
+* Projection (``_project`` / ``_project_backward`` in ``_Project``): EWA projection, culling and box
+  extents per (camera, Gaussian), the arithmetic of ``rasterize_torch.project_gaussians``; the
+  backward carries the gradients of the 2D means, conics and depths to means, quaternions and
+  scales. (Cameras that need gradients, which nothing here asks for, go through torch's
+  projection instead.)
+* Binning (``_bin_tiles``): which Gaussians touch which 16 x 16 tile, front to back.
+* Compositing (``_composite_forward`` / ``_composite_backward`` in ``_Composite``): the cost. Per
+  tile, splats are taken front to back, each over only the pixels of each row where its alpha can
+  reach 1/255 (the roots of a quadratic), and a pixel stops at T = 1e-4. The backward visits the
+  pixels again with the forward's arithmetic, so it makes the very same skip and stop decisions,
+  and returns the gradients with respect to the 2D means, conics, opacities and payload (colours
+  and camera-frame depth).
 
-Backward writes one gradient row per (tile, Gaussian) entry of the tile lists, each owned by the
-one thread that composites that tile, and sums them per Gaussian afterwards: no two threads write
-the same memory, and the result does not depend on the thread count.
+Both backwards are race-free and independent of the thread count: projection gradients are one
+task per Gaussian (its cameras summed inside), compositing gradients one row per (tile, Gaussian)
+entry of the tile lists, owned by the one task that composites that tile and summed per Gaussian
+afterwards.
 
 numba compiles on the first call after install and caches the machine code on disk (``cache=True``:
 the ``__pycache__`` folder beside this file, or numba's user cache when that is read-only); later
