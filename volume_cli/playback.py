@@ -13,6 +13,7 @@ import enum
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,21 +189,32 @@ def render_sequence(seq: Sequence, writer, settings: RenderSettings, *, device: 
     render_s = 0.0
     width = height = 0
     last: tuple[tuple, list[np.ndarray]] | None = None  # (frame and cameras, their panels)
+    # Encoding runs on its own thread, overlapped with the next frame's render (which leaves part
+    # of a core idle); at most two frames wait for it, so memory stays flat.
+    encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+    writes: list[Future] = []
     progress.start("Rendering", len(indices))
-    for i, t, gaussians in prefetch(frames(), depth=4):
-        r0 = time.perf_counter()
-        views, Ks = cameras_at(t, centre, settings)
-        key = (i, views.tobytes(), Ks.tobytes())
-        if last is None or last[0] != key:  # the same splats from the same cameras: the same picture
-            result = render(gaussians, views, Ks, settings.size, settings.size, background=settings.background, backend=backend)
-            last = (key, list((result.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()))
-        panels = list(last[1])
-        render_s += time.perf_counter() - r0
-        if sources is not None:
-            panels.insert(0, _panel_from_source(next(sources), settings.size))
-        image = np.concatenate(panels, axis=1)
-        height, width = image.shape[:2]
-        writer.write(image)
-        progress.advance()
-    progress.stop()
+    try:
+        for i, t, gaussians in prefetch(frames(), depth=4):
+            r0 = time.perf_counter()
+            views, Ks = cameras_at(t, centre, settings)
+            key = (i, views.tobytes(), Ks.tobytes())
+            if last is None or last[0] != key:  # the same splats from the same cameras: the same picture
+                result = render(gaussians, views, Ks, settings.size, settings.size, background=settings.background, backend=backend)
+                last = (key, list((result.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()))
+            panels = list(last[1])
+            render_s += time.perf_counter() - r0
+            if sources is not None:
+                panels.insert(0, _panel_from_source(next(sources), settings.size))
+            image = np.concatenate(panels, axis=1)
+            height, width = image.shape[:2]
+            while len(writes) >= 2:
+                writes.pop(0).result()  # an encoding error is raised here
+            writes.append(encoder.submit(writer.write, image))
+            progress.advance()
+        for f in writes:
+            f.result()
+    finally:
+        encoder.shutdown(wait=True)  # nothing may touch the writer once we return: the caller may abort it
+        progress.stop()
     return RenderReport(frames=len(indices), width=width, height=height, fps=fps, seconds=time.perf_counter() - started, render_seconds=render_s)
