@@ -370,7 +370,7 @@ def _predict_and_submit(batch, predictor: Predictor, device: str, writer: Thread
         predicted = predictor.predict(inputs).to("cpu")
     futures = []
     for i, (t, fc) in enumerate(batch):
-        gaussians = to_original_frame(predicted[i], fc.cam.R).prune()
+        gaussians = to_original_frame(predicted[i].prune(), fc.cam.R)  # prune first: half the splats to move
         futures.append(writer.submit(write, t, fc, gaussians))
     timers["predict"] += time.perf_counter() - p0
     return futures

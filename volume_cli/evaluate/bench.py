@@ -71,7 +71,7 @@ def bench_convert(source_path: Path, predictor: Predictor, *, frames: int, devic
         for i in range(0, len(crops), 8):
             batch = crops[i : i + 8]
             predicted = predictor.predict(pipeline.crop_batch(batch, device)).to("cpu")
-            sets += [pipeline.to_original_frame(predicted[j], fc.cam.R).prune() for j, fc in enumerate(batch)]
+            sets += [pipeline.to_original_frame(predicted[j].prune(), fc.cam.R) for j, fc in enumerate(batch)]
     if device == "cuda":
         torch.cuda.synchronize()
     predict_s = time.perf_counter() - t0
