@@ -314,13 +314,14 @@ def test_render_rejects_a_batch_of_sets_and_bad_cameras():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
-def test_auto_backend_is_torch_without_cuda_and_never_imports_gsplat():
+def test_auto_backend_is_the_compiled_one_without_cuda_and_never_imports_gsplat():
     code = (
         "import sys, torch; from volume_cli.render import render, Backend; "
         "from volume_cli.render.bench import head_like_splats; "
         "from volume_cli.render.paths import render_intrinsics; "
         "r = render(head_like_splats(50), torch.eye(4)[None], render_intrinsics(8, 0.6)[None], 8, 8); "
-        "assert 'gsplat' not in sys.modules, 'gsplat was imported'"
+        "assert 'gsplat' not in sys.modules, 'gsplat was imported'; "
+        "assert 'volume_cli.render.rasterize_numba' in sys.modules, 'auto did not render with numba'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert Backend("auto") is Backend.AUTO
