@@ -624,10 +624,10 @@ def test_existing_output_folder(selfie_seq, media, tmp_path):
 INTERRUPTED_FRAMES = 12
 
 
-def interrupt_convert(out: Path, sig: int) -> tuple[list[str], int, str, str]:
+def interrupt_convert(out: Path, sig: int, *extra: str) -> tuple[list[str], int, str, str]:
     """Run convert as a real process, send ``sig`` once its first frame file exists; return the
     command and the exit code, stdout and stderr."""
-    cmd = [str(VOLUME), "convert", str(SELFIE), "-o", str(out), *FAST, "--max-frames", str(INTERRUPTED_FRAMES), "--batch-size", "1"]
+    cmd = [str(VOLUME), "convert", str(SELFIE), "-o", str(out), *FAST, "--max-frames", str(INTERRUPTED_FRAMES), "--batch-size", "1", *extra]
     # A shell that starts a job in the background without job control makes it ignore SIGINT, and a
     # Python started that way honours it (no KeyboardInterrupt): give the child the default
     # disposition so the test does not depend on how the suite was launched.
@@ -648,9 +648,15 @@ def interrupt_convert(out: Path, sig: int) -> tuple[list[str], int, str, str]:
     return cmd, proc.returncode, stdout, stderr
 
 
-def assert_interrupted_cleanly(out: Path, code: int, stdout: str, stderr: str) -> dict:
+def assert_interrupted_cleanly(out: Path, code: int, stdout: str, stderr: str, as_json: bool = False) -> dict:
     assert code == 130, stderr
-    assert stdout == ""
+    if as_json:  # one object on stdout, counting what the manifest lists
+        result = parse_json(stdout)
+        manifest = consistent_manifest(out)
+        assert (result["complete"], result["interrupted"]) == (False, True) and "--resume" in result["resume"]
+        assert result["frames_written"] == len(manifest["frames"]) and result["frames_held"] == 0
+    else:
+        assert stdout == ""
     assert stderr.splitlines()[-1].startswith("Error: interrupted;") and "--resume" in stderr, stderr
     manifest = consistent_manifest(out)
     assert manifest["complete"] is False
@@ -681,10 +687,11 @@ def test_ctrl_c_then_resume(tmp_path):
 
 
 @needs_script
-def test_sigterm_stops_like_ctrl_c(tmp_path):
-    # kill, timeout(1) and cancelled CI jobs send SIGTERM; the folder must be as consistent.
-    _, code, stdout, stderr = interrupt_convert(tmp_path / "out", signal.SIGTERM)
-    assert_interrupted_cleanly(tmp_path / "out", code, stdout, stderr)
+def test_sigterm_stops_like_ctrl_c_and_json_still_prints_its_object(tmp_path):
+    # kill, timeout(1) and cancelled CI jobs send SIGTERM; the folder must be as consistent, and a
+    # script reading --json still gets one object that says the run is incomplete.
+    _, code, stdout, stderr = interrupt_convert(tmp_path / "out", signal.SIGTERM, "--json")
+    assert_interrupted_cleanly(tmp_path / "out", code, stdout, stderr, as_json=True)
 
 
 def test_convert_with_unet_weights_of_ones_own(media, tmp_path):

@@ -145,6 +145,10 @@ def convert(
 ) -> None:
     """Convert a video (or images) into a folder of per-frame Gaussian splats.
 
+    Ctrl-C or SIGTERM stops cleanly: the files in flight are finished, sequence.json lists what is
+    on disk, exit 130 (with --json stdout still gets one object, "complete": false); run the same
+    command with --resume to finish.
+
     Example: volume convert talk.mp4 -o splats/ --max-frames 100
     """
     from volume_cli import pipeline
@@ -185,7 +189,10 @@ def convert(
         raise fail(os_error_message(e, output))
     except KeyboardInterrupt:
         progress.stop()
-        if not (output / MANIFEST_NAME).exists():
+        started = (output / MANIFEST_NAME).exists()
+        if as_json:  # a script still gets its one object: what is on disk, and how to finish
+            print(json.dumps(_interrupted_summary(output, started)))
+        if not started:
             raise fail("interrupted before any frame was written", EXIT_INTERRUPTED)
         raise fail(f"interrupted; {output} holds the frames finished so far. Run the same command with --resume to finish.", EXIT_INTERRUPTED)
     for w in report.warnings:
@@ -398,6 +405,18 @@ from volume_cli.train.cli_command import train  # noqa: E402
 app.command("synth")(synth)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
+
+
+def _interrupted_summary(output: Path, started: bool) -> dict:
+    """convert's --json object for a run stopped by Ctrl-C or SIGTERM, read back from the manifest
+    it left (which lists exactly the complete files)."""
+    frames = json.loads((output / MANIFEST_NAME).read_text())["frames"] if started else []
+    return {
+        "output": str(output), "complete": False, "interrupted": True,
+        "frames_written": sum(f["status"] == "ok" for f in frames),
+        "frames_held": sum(f["status"] == "held" for f in frames),
+        "resume": "run the same command with --resume" if started else "nothing was written: run the same command again",
+    }
 
 
 def _ranges(indices: list[int]) -> str:
