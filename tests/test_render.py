@@ -301,6 +301,25 @@ def test_render_uses_activated_parameters_and_numpy_cameras():
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_fixed_geometry_renderer_is_render_with_other_colours(backend):
+    from volume_cli.render import fixed_geometry_renderer
+
+    g = splats(200, seed=3)
+    viewmats, Ks = cameras(2, 30, 24)
+    f = fixed_geometry_renderer(g, viewmats, Ks, 30, 24, background=(0.2, 0.3, 0.4), backend=backend)
+    for seed in (1, 2):  # the same placement, two colourings
+        rgb = torch.rand(200, 3, generator=torch.Generator().manual_seed(seed)) * 1.4 - 0.2  # some below 0
+        recoloured = Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits,
+                               sh=rgb_to_sh_dc(rgb)[:, None, :])
+        want = render(recoloured, viewmats, Ks, 30, 24, background=(0.2, 0.3, 0.4), backend=backend)
+        got = f(rgb)
+        for a, b in zip((got.rgb, got.alpha, got.depth), (want.rgb, want.alpha, want.depth)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)  # the same kernels; SH round trip
+    with pytest.raises(ValueError, match="rgb must be"):
+        f(torch.zeros(199, 3))
+
+
 def test_render_rejects_a_batch_of_sets_and_bad_cameras():
     g = splats()
     with pytest.raises(ValueError, match="gaussians"):

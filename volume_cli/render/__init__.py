@@ -118,12 +118,21 @@ def fixed_geometry_renderer(
 ) -> Callable[[Tensor], RenderResult]:
     """``render`` of one geometry under many colourings: returns ``f(rgb)`` with rgb [N, 3] the
     Gaussians' colours (clamped at 0 as ``Gaussians.rgb()`` is), giving what ``render`` would for
-    the same Gaussians so coloured. On the
-    numba backend the splats are projected and binned once, for every call (colour fitting
-    renders one placement several times); on the others each call is a plain render."""
+    the same Gaussians so coloured. On the numba backend the splats are projected and binned once,
+    for every call (colour fitting renders one placement several times); on the others each call
+    is a plain render.
+
+    Example: ``f = fixed_geometry_renderer(g, views, Ks, 256, 256); f(rgb_a).rgb, f(rgb_b).rgb``."""
     backend = resolve_backend(backend)
+    n = gaussians.count
+
+    def check(rgb: Tensor) -> None:
+        if list(rgb.shape) != [n, 3]:
+            raise ValueError(f"rgb must be [{n}, 3], got {list(rgb.shape)}")
+
     if backend is not Backend.NUMBA:
         def plain(rgb: Tensor) -> RenderResult:
+            check(rgb)
             coloured = Gaussians(means=gaussians.means, quats=gaussians.quats, log_scales=gaussians.log_scales,
                                  opacity_logits=gaussians.opacity_logits, sh=rgb_to_sh_dc(rgb)[:, None, :])
             return render(coloured, viewmats, Ks, width, height, background, backend)
@@ -144,8 +153,7 @@ def fixed_geometry_renderer(
     placement = rasterize_numba.place(g.means, g.quats, scales, opacities, viewmats, Ks, width, height)
 
     def coloured(rgb: Tensor) -> RenderResult:
-        if list(rgb.shape) != [g.count, 3]:
-            raise ValueError(f"rgb must be [{g.count}, 3], got {list(rgb.shape)}")
+        check(rgb)
         out = rasterize_numba.composite(placement, rgb.to(device="cpu", dtype=torch.float32).clamp_min(0.0), backgrounds)
         return RenderResult(*(t.to(home) for t in out))
 
