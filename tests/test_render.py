@@ -500,8 +500,8 @@ def test_compiled_projection_gradients_match_torch_autograd(num_cameras):
     g = torch.Generator().manual_seed(9)
     weights = [torch.rand(num_cameras, 200, k, generator=g, dtype=torch.float64) for k in (2, 3, 1)]
     grads = []
-    for project in (rasterize_numba.project_gaussians, project_gaussians):
-        means2d, conics, depths, radii = project(means, quats, scales, opacities, viewmats, Ks, 30, 20)
+    for projection in (rasterize_numba.project_gaussians, project_gaussians):
+        means2d, conics, depths, radii = projection(means, quats, scales, opacities, viewmats, Ks, 30, 20)
         drawn = (radii[..., :1] > 0).to(torch.float64)  # what a render uses; the rest is unset
         loss = ((means2d * weights[0] + conics.mul(weights[1]).sum(-1, keepdim=True) + depths[..., None] * weights[2]) * drawn).sum()
         grads.append(torch.autograd.grad(loss, [means, quats, scales]))
