@@ -1,4 +1,5 @@
 import math
+import os
 import subprocess
 import sys
 
@@ -570,3 +571,21 @@ def test_compiled_kernels_are_cached_on_disk():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # compiles (or loads) once
     hits, misses = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     assert int(hits) >= 1 and int(misses) == 0
+
+
+def test_renders_from_several_threads_share_numbas_pool_safely():
+    """numba's fallback thread pool (workqueue, used where no OpenMP runtime is found) aborts the
+    process on concurrent launches; the kernel lock serialises them. Four threads render at once."""
+    code = (
+        "import threading, torch; from volume_cli.render import rasterize_numba as rn; "
+        "from volume_cli.render.bench import head_like_splats; "
+        "from volume_cli.render.paths import render_intrinsics; "
+        "g = head_like_splats(3000); K = torch.tensor(render_intrinsics(64, 0.6), dtype=torch.float32)[None]; "
+        "work = lambda: [rn.rasterize(g.means, g.quats, g.scales(), g.opacities(), g.rgb(), torch.eye(4)[None], K, 64, 64) for _ in range(20)]; "
+        "threads = [threading.Thread(target=work) for _ in range(4)]; [t.start() for t in threads]; [t.join() for t in threads]; "
+        "import numba; print(numba.threading_layer())"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "workqueue"

@@ -1,4 +1,4 @@
-"""Overlapping stages: run an iterator ahead on a background thread."""
+"""Overlapping stages: run an iterator ahead on a background thread; one lock for compiled kernels."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
+
+# numba's thread pools do not all take parallel kernel launches from several Python threads at
+# once (its workqueue layer, the fallback where no OpenMP or TBB runtime is found, aborts the
+# process). Every parallel numba kernel (render/rasterize_numba.py, predictors/geometric_kernels.py)
+# is launched under this lock; it also keeps two launches from fighting over the same cores.
+COMPILED_KERNEL_LOCK = threading.Lock()
 
 
 def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from volume_cli.concurrency import COMPILED_KERNEL_LOCK
 # The reference's constants (one definition each); geometric.py imports this module lazily.
 from volume_cli.predictors.geometric import MAX_STRETCH, THIN_FRACTION
 
@@ -120,8 +121,9 @@ def surface_aligned(points: np.ndarray, focal: float, sigma_px: float) -> tuple[
     n = points.shape[0] * points.shape[1]
     quats = np.empty((n, 4), np.float32)
     log_scales = np.empty((n, 3), np.float32)
-    _surface_aligned(np.ascontiguousarray(points, dtype=np.float64), float(focal), float(sigma_px),
-                     MAX_STRETCH, THIN_FRACTION, quats, log_scales)
+    with COMPILED_KERNEL_LOCK:
+        _surface_aligned(np.ascontiguousarray(points, dtype=np.float64), float(focal), float(sigma_px),
+                         MAX_STRETCH, THIN_FRACTION, quats, log_scales)
     return torch.from_numpy(quats), torch.from_numpy(log_scales)
 
 

@@ -30,7 +30,6 @@ when this backend is chosen: commands that do not render never load it.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numba
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from volume_cli.concurrency import COMPILED_KERNEL_LOCK
 from volume_cli.render import rasterize_torch
 from volume_cli.render.rasterize_torch import ALPHA_MAX, ALPHA_MIN, EXTENT_SIGMAS, FOV_SLACK, T_MIN, check_rasterize_inputs
 
@@ -45,10 +45,6 @@ from volume_cli.render.rasterize_torch import ALPHA_MAX, ALPHA_MIN, EXTENT_SIGMA
 # bench head at 256 and 512 px (fewer list entries than 8, little waste at the silhouette).
 TILE = 16
 
-# numba's thread pools do not all take kernel launches from several Python threads at once (the
-# workqueue layer aborts); convert renders from one thread, but a lock makes it safe everywhere
-# and keeps two launches from fighting over the same cores.
-_launch = threading.Lock()
 
 
 @numba.njit(cache=True, inline="always")
@@ -437,7 +433,7 @@ class _Composite(torch.autograd.Function):
         accum = np.zeros((num_cameras, height, width, payload.shape[1]), dtype=_numpy(payload).dtype)
         transmittance = np.ones((num_cameras, height, width), dtype=accum.dtype)
         arrays = [_numpy(x) for x in (means2d, conics, opacities, payload)]
-        with _launch:
+        with COMPILED_KERNEL_LOCK:
             _composite_forward(*arrays, ids, starts, tiles_x, tiles_y, TILE, width, height, accum, transmittance)
         accum_t, transmittance_t = torch.from_numpy(accum), torch.from_numpy(transmittance)
         ctx.save_for_backward(means2d, conics, opacities, payload, accum_t, transmittance_t)
@@ -455,7 +451,7 @@ class _Composite(torch.autograd.Function):
         grad_accum = torch.zeros_like(accum) if grad_accum is None else grad_accum
         grad_transmittance = torch.zeros_like(transmittance) if grad_transmittance is None else grad_transmittance
         arrays = [_numpy(x) for x in (means2d, conics, opacities, payload)]
-        with _launch:
+        with COMPILED_KERNEL_LOCK:
             _composite_backward(*arrays, ids, starts, tiles_x, tiles_y, TILE, width, height, _numpy(accum),
                                 _numpy(transmittance), _numpy(grad_accum.to(accum.dtype)),
                                 _numpy(grad_transmittance.to(accum.dtype)), *entries)
@@ -482,7 +478,7 @@ class _Project(torch.autograd.Function):
         depths = np.zeros((num_cameras, n), dtype)
         radii = np.zeros((num_cameras, n, 2), np.int64)
         arrays = [_numpy(t) for t in (means, quats, scales, opacities, viewmats, Ks)]
-        with _launch:
+        with COMPILED_KERNEL_LOCK:
             _project(*arrays, width, height, near_plane, far_plane, eps2d, means2d, conics, depths, radii)
         radii_t = torch.from_numpy(radii)
         ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii_t)
@@ -499,7 +495,7 @@ class _Project(torch.autograd.Function):
                     for g, k in ((grad_means2d, 2), (grad_conics, 3))]
         grad_depths = torch.zeros(radii.shape[:2], dtype=means.dtype) if grad_depths is None else grad_depths
         arrays = [_numpy(t) for t in (means, quats, scales, viewmats, Ks)]
-        with _launch:
+        with COMPILED_KERNEL_LOCK:
             _project_backward(*arrays, width, height, eps2d, _numpy(radii), *(_numpy(g) for g in upstream),
                               _numpy(grad_depths), *(_numpy(g) for g in grads))
         return (*grads, None, None, None, None)
