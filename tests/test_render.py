@@ -289,13 +289,14 @@ def splats(n=40, seed=0) -> Gaussians:
     )
 
 
-def test_render_uses_activated_parameters_and_numpy_cameras():
+@pytest.mark.parametrize("backend", FAST)
+def test_render_uses_activated_parameters_and_numpy_cameras(backend):
     g = splats()
     viewmats, Ks = cameras(2, 32, 32)
-    result = render(g, viewmats.numpy().astype(np.float64), Ks.numpy(), 32, 32, background=(0, 0, 1), backend="torch")
+    result = render(g, viewmats.numpy().astype(np.float64), Ks.numpy(), 32, 32, background=(0, 0, 1), backend=backend)
     assert isinstance(result, RenderResult)
     assert result.rgb.shape == (2, 32, 32, 3) and result.alpha.shape == result.depth.shape == (2, 32, 32)
-    expected = rasterize(
+    expected = FAST[backend](
         g.means, g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, 32, 32, torch.tensor([[0.0, 0, 1]] * 2)
     )
     for got, want in zip((result.rgb, result.alpha, result.depth), expected):
@@ -356,8 +357,9 @@ def test_bench_runs():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat needs CUDA")
+@pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("size", [(256, 256), (200, 120)])
-def test_gsplat_matches_torch_rasterizer(size):
+def test_gsplat_matches_the_cpu_rasterizers(backend, size):
     pytest.importorskip("gsplat")
     from volume_cli.render.gsplat_backend import rasterize as rasterize_gsplat
     from volume_cli.render.paths import orbit_viewmats, render_intrinsics
@@ -371,7 +373,11 @@ def test_gsplat_matches_torch_rasterizer(size):
     Ks = torch.tensor(np.stack([K, K]), dtype=torch.float32, device="cuda")
     inputs = (g.means, g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, width, height)
     backgrounds = torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]], device="cuda")
-    ours = rasterize(*inputs, backgrounds)
+    if backend == "numba":  # CPU only: render copies, compare on the GPU
+        on_cpu = [t.cpu() if isinstance(t, torch.Tensor) else t for t in (*inputs, backgrounds)]
+        ours = [t.to("cuda") for t in FAST[backend](*on_cpu)]
+    else:  # the torch rasteriser runs on CUDA tensors as well
+        ours = FAST[backend](*inputs, backgrounds)
     theirs = rasterize_gsplat(*inputs, backgrounds)
     assert theirs[1].mean() > 0.1  # the head is in view
     for name, a, b in zip(("rgb", "alpha"), ours, theirs):
@@ -394,7 +400,7 @@ def test_auto_backend_renders_with_gsplat_on_cuda():
     auto = render(g, viewmats, Ks, 64, 48, backend="auto")
     cpu = render(g, viewmats, Ks, 64, 48, backend="torch")
     assert auto.rgb.device == g.means.device  # brought back to the Gaussians' device
-    assert (auto.rgb - cpu.rgb).abs().max() < 5e-3  # as in test_gsplat_matches_torch_rasterizer
+    assert (auto.rgb - cpu.rgb).abs().max() < 5e-3  # as in test_gsplat_matches_the_cpu_rasterizers
 
 
 @pytest.mark.parametrize("x_over_z, clamped", [(2.0, 22 / 20 + 0.24), (-2.0, -(10 / 20 + 0.24))])
