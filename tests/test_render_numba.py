@@ -1,0 +1,148 @@
+"""The compiled CPU rasteriser's own guarantees (render/rasterize_numba.py): its projection and
+the torch one give the same numbers and gradients, it is the CPU default, its kernels are cached
+on disk, and launches from several threads are safe. What it shares with every backend (the image
+formation, the conventions, edge cases, gradients against the reference) is in test_render.py."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("numba")  # a dependency; missing only on the lent GPU machine
+
+from volume_cli.render import Backend, render, resolve_backend  # noqa: E402
+from volume_cli.render import rasterize_numba  # noqa: E402
+from volume_cli.render.rasterize_torch import project_gaussians  # noqa: E402
+
+from test_render import cameras, scene, splats  # noqa: E402
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_auto_backend_is_the_compiled_one_without_cuda_and_never_imports_gsplat():
+    code = (
+        "import sys, torch; from volume_cli.render import render, Backend; "
+        "from volume_cli.render.bench import head_like_splats; "
+        "from volume_cli.render.paths import render_intrinsics; "
+        "r = render(head_like_splats(50), torch.eye(4)[None], render_intrinsics(8, 0.6)[None], 8, 8); "
+        "assert 'gsplat' not in sys.modules, 'gsplat was imported'; "
+        "assert 'volume_cli.render.rasterize_numba' in sys.modules, 'auto did not render with numba'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert Backend("auto") is Backend.AUTO
+
+
+@pytest.mark.parametrize("num_cameras", [1, 4])
+def test_compiled_projection_matches_torch_projection(num_cameras):
+    """The compiled projection (no-gradient renders) and torch's (renders that need gradients)
+    must give the same numbers, or a render would change when gradients are switched on."""
+    means, quats, scales, opacities, _ = scene(400, seed=6)
+    means[::7, 2] *= -1  # some behind the camera
+    viewmats, Ks = cameras(num_cameras, 40, 30)
+    ours = rasterize_numba.project_gaussians(means, quats, scales, opacities, viewmats, Ks, 40, 30)
+    theirs = project_gaussians(means, quats, scales, opacities, viewmats, Ks, 40, 30)
+    assert torch.equal(ours[3], theirs[3]), "radii (which splats are drawn, and their boxes) differ"
+    drawn = theirs[3][..., 0] > 0
+    assert 100 < drawn.sum() < drawn.numel()
+    # float32: the compiled projection computes in float64 and rounds once.
+    torch.testing.assert_close(ours[0][drawn], theirs[0][drawn], rtol=1e-6, atol=1e-4)  # pixels
+    torch.testing.assert_close(ours[1][drawn], theirs[1][drawn], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(ours[2], theirs[2], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("num_cameras", [1, 3])
+def test_compiled_projection_gradients_match_torch_autograd(num_cameras):
+    """The compiled projection's hand-written backward against torch's autograd of the torch
+    projection, float64, with splats clamped at the view's edge and behind the camera among them."""
+    means, quats, scales, opacities, _ = scene(200, seed=8, dtype=torch.float64)
+    means[::5, 0] += 3.0  # far right of the view: the Jacobian's x/z clamp binds
+    means[::11, 2] *= -1  # behind the camera: culled, no gradient
+    means, quats, scales = (t.requires_grad_() for t in (means, quats, scales))
+    viewmats, Ks = cameras(num_cameras, 30, 20, dtype=torch.float64)
+    g = torch.Generator().manual_seed(9)
+    weights = [torch.rand(num_cameras, 200, k, generator=g, dtype=torch.float64) for k in (2, 3, 1)]
+    grads = []
+    for projection in (rasterize_numba.project_gaussians, project_gaussians):
+        means2d, conics, depths, radii = projection(means, quats, scales, opacities, viewmats, Ks, 30, 20)
+        drawn = (radii[..., :1] > 0).to(torch.float64)  # what a render uses; the rest is unset
+        loss = ((means2d * weights[0] + conics.mul(weights[1]).sum(-1, keepdim=True) + depths[..., None] * weights[2]) * drawn).sum()
+        grads.append(torch.autograd.grad(loss, [means, quats, scales]))
+    for ours, theirs in zip(*grads):
+        assert theirs.abs().max() > 0
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)  # float64, same function
+
+
+def test_compiled_projection_gradcheck():
+    means, quats, scales, opacities, _ = scene(8, seed=12, dtype=torch.float64)
+    viewmats, Ks = cameras(2, 16, 12, dtype=torch.float64)
+
+    def fn(means, quats, scales):
+        means2d, conics, depths, _ = rasterize_numba.project_gaussians(means, quats, scales, opacities, viewmats, Ks, 16, 12)
+        return means2d, conics, depths
+
+    inputs = tuple(t.requires_grad_() for t in (means, quats, scales))
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_numba_render_is_the_same_with_and_without_gradients():
+    g = splats(300, seed=4)
+    viewmats, Ks = cameras(2, 40, 32)
+    with torch.no_grad():
+        plain = rasterize_numba.rasterize(g.means, g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, 40, 32)
+    means = g.means.clone().requires_grad_()
+    tracked = rasterize_numba.rasterize(means, g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, 40, 32)
+    for a, b in zip(plain, tracked):
+        # The two projections round differently in float32 (test above); no splat changes hands.
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-5)
+
+
+def test_numba_backend_moves_cuda_inputs_and_rejects_them_below_render():
+    g = splats(20)
+    viewmats, Ks = cameras(1, 16, 16)
+    if torch.cuda.is_available():  # render() brings them to the CPU and the result back
+        r = render(g.to("cuda"), viewmats, Ks, 16, 16, backend="numba")
+        assert r.rgb.is_cuda
+    with pytest.raises(ValueError, match="CPU tensors"):
+        rasterize_numba.rasterize(g.means.to("meta"), g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, 16, 16)
+
+
+def test_auto_backend_on_the_cpu_is_numba():
+    assert resolve_backend("auto", "cpu") is Backend.NUMBA
+    assert resolve_backend("torch", "cpu") is Backend.TORCH  # asked for by name: as given
+    if not torch.cuda.is_available():
+        assert resolve_backend("auto") is Backend.NUMBA
+
+
+def test_compiled_kernels_are_cached_on_disk():
+    """A second process loads the machine code the first one wrote instead of compiling again."""
+    code = (
+        "import torch; from volume_cli.render import rasterize_numba as rn; "
+        "from volume_cli.render.bench import head_like_splats; "
+        "from volume_cli.render.paths import render_intrinsics; "
+        "g = head_like_splats(50); "
+        "rn.rasterize(g.means, g.quats, g.scales(), g.opacities(), g.rgb(), torch.eye(4)[None], "
+        "torch.tensor(render_intrinsics(8, 0.6), dtype=torch.float32)[None], 8, 8); "
+        "print(len(rn._composite_forward.stats.cache_hits), len(rn._composite_forward.stats.cache_misses))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # compiles (or loads) once
+    hits, misses = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert int(hits) >= 1 and int(misses) == 0
+
+
+def test_renders_from_several_threads_share_numbas_pool_safely():
+    """numba's fallback thread pool (workqueue, used where no OpenMP runtime is found) aborts the
+    process on concurrent launches; the kernel lock serialises them. Four threads render at once."""
+    code = (
+        "import threading, torch; from volume_cli.render import rasterize_numba as rn; "
+        "from volume_cli.render.bench import head_like_splats; "
+        "from volume_cli.render.paths import render_intrinsics; "
+        "g = head_like_splats(3000); K = torch.tensor(render_intrinsics(64, 0.6), dtype=torch.float32)[None]; "
+        "work = lambda: [rn.rasterize(g.means, g.quats, g.scales(), g.opacities(), g.rgb(), torch.eye(4)[None], K, 64, 64) for _ in range(20)]; "
+        "threads = [threading.Thread(target=work) for _ in range(4)]; [t.start() for t in threads]; [t.join() for t in threads]; "
+        "import numba; print(numba.threading_layer())"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "workqueue"
