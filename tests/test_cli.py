@@ -514,6 +514,16 @@ def test_off_centre_face_splats_land_on_the_face_in_the_original_camera(media, t
     assert inside.mean() > 0.25  # 0.39 measured: the head crop also holds hair, neck and shoulders
 
 
+def test_convert_into_new_nested_folders_leaves_nothing_beside_them(media, tmp_path):
+    """Pass 1 keeps the landmarks in a temporary file beside the output (its nearest existing
+    parent folder); the file is unlinked from the start, so nothing is left there."""
+    out = tmp_path / "a" / "b" / "out"
+    result = run_json("convert", media["lost"], "-o", out, *FAST)
+    assert result["frames_written"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
+    assert {p.name for p in out.iterdir()} == {"sequence.json"} | {f"frame_{i:06d}.ply" for i in (0, 1, 2, 5, 6)}
+
+
 def test_on_missing_fail(media, tmp_path):
     out = tmp_path / "out"
     assert_error(invoke("convert", media["lost"], "-o", out, *FAST, "--on-missing", "fail"), match=r"no face in frame 3 .*--on-missing")

@@ -221,7 +221,8 @@ def smooth_landmarks(faces: list[FaceObservation | None], sigma_frames: float = 
     """Faces whose landmarks [478, 3] are averaged over neighbouring frames (centred Gaussian):
     MediaPipe's mesh jitters by a fraction of a pixel from frame to frame, which the geometry
     would turn into flicker. sigma = 1 frame (33 ms at 30 fps) damps that jitter while speech
-    and blinks, which take several frames, come through."""
+    and blinks, which take several frames, come through. (convert smooths the landmarks it keeps
+    on disk in chunks, ``LandmarkStore.smooth``; this whole-list form is its reference.)"""
     smoothed = _centred_average([None if f is None else f.landmarks for f in faces], sigma_frames)
     return [None if f is None else FaceObservation(box=f.box, landmarks=lm) for f, lm in zip(faces, smoothed)]
 

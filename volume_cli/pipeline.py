@@ -1,9 +1,10 @@
 """`volume convert` orchestration: track the face over the whole clip, then crop, predict and write.
 
 Two passes over the source:
-  1. decode + face mesh for every selected frame (landmarks only are kept, a few KB a frame), so the
-     head track can be smoothed with a centred window and a clip with no face fails before anything
-     is written;
+  1. decode + face mesh for every selected frame, so the head track can be smoothed with a centred
+     window and a clip with no face fails before anything is written; the landmarks wait in an
+     unlinked temporary file beside the output (landmark_store.py), so memory does not grow with
+     the clip's length (a few numbers a frame stay in memory);
   2. decode again + homography crop -> predictor (batched) -> original camera frame -> prune ->
      write. Decoding runs ahead on a thread and files are written on another, so the predictor
      sets the pace.
@@ -17,6 +18,7 @@ Ctrl-C leaves a consistent folder that ``--resume`` finishes.
 from __future__ import annotations
 
 import enum
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from volume_cli import __version__, camera
-from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, smooth_landmarks, smooth_track
+from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, smooth_track
 from volume_cli.formats import (
     COORDINATES,
     MANIFEST_NAME,
@@ -43,6 +45,7 @@ from volume_cli.formats import (
 from volume_cli.formats.atomic import atomic_write_bytes, remove_stale_temp_files
 from volume_cli.concurrency import prefetch
 from volume_cli.framing import FramedCrop, frame_crop
+from volume_cli.landmark_store import LandmarkStore
 from volume_cli.predictors import CropBatch, Predictor
 from volume_cli.video import FrameSource, InputError
 
@@ -105,49 +108,58 @@ class ConvertReport:
 
 @dataclass
 class _Tracked:
+    """What pass 1 keeps of a frame: a few numbers; its landmarks wait in the LandmarkStore."""
+
     index: int
     time_s: float
-    face: FaceObservation | None
+    box: np.ndarray | None  # the face box [4] (pixels), None: no face in this frame
+    slot: int | None  # the frame's landmarks in the store, None: no face
     head: HeadState | None = None
     held_from: int | None = None  # for a held frame: the source index whose splats it repeats
+
+    def face(self, store: LandmarkStore) -> FaceObservation:
+        return FaceObservation(box=self.box, landmarks=store[self.slot])
 
 
 def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.ndarray:
     return camera.image_intrinsics(source.width, source.height, fov_deg=settings.fov_deg, focal_px=settings.focal_px)
 
 
-def track(source: FrameSource, K: np.ndarray, settings: ConvertSettings, progress: Progress) -> list[_Tracked]:
-    """Pass 1: the chosen face in every selected frame, the smoothed head track, held frames."""
+def track(source: FrameSource, K: np.ndarray, settings: ConvertSettings, progress: Progress,
+          store: LandmarkStore) -> list[_Tracked]:
+    """Pass 1: the chosen face in every selected frame (its landmarks into ``store``, smoothed
+    there), the smoothed head track, held frames."""
     tracked: list[_Tracked] = []
     progress.start("Finding faces", _expected_frames(source, settings))
     with FaceFinder(video=source.kind == "video") as finder:
         for frame in prefetch(source):
-            tracked.append(_Tracked(frame.index, frame.time_s, finder.find(frame.image)))
+            face = finder.find(frame.image)
+            slot = None if face is None else store.append(face.landmarks)
+            tracked.append(_Tracked(frame.index, frame.time_s, None if face is None else face.box, slot))
             progress.advance()
     progress.stop()
     if not tracked:
         raise InputError(f"{source.path}: no frames to convert")
-    found = [t for t in tracked if t.face is not None]
+    found = [t for t in tracked if t.slot is not None]
     if not found:
         raise InputError(f"{source.path}: no face found in any of its {len(tracked)} frames")
     if settings.on_missing is OnMissing.fail:
-        first = next((t for t in tracked if t.face is None), None)
+        first = next((t for t in tracked if t.slot is None), None)
         if first is not None:
             raise InputError(
                 f"{source.path}: no face in frame {first.index} (t={first.time_s:.2f} s); "
                 "use --on-missing skip or hold to convert the other frames"
             )
     if source.kind == "video":  # stills in a folder are unrelated frames: nothing to smooth across
-        for t, face in zip(tracked, smooth_landmarks([t.face for t in tracked], settings.landmark_smoothing_frames)):
-            t.face = face
-    centers = [head_state(t.face, K).center if t.face is not None else None for t in tracked]
+        store.smooth([t.slot for t in tracked], settings.landmark_smoothing_frames)
+    centers = [head_state(t.face(store), K).center if t.slot is not None else None for t in tracked]
     for t, c in zip(tracked, smooth_track(centers, settings.smoothing_frames)):
         if c is not None:
             t.head = HeadState(center=c)
     if settings.on_missing is OnMissing.hold:
         last = found[0].index  # leading frames without a face repeat the first one found
         for t in tracked:
-            if t.face is not None:
+            if t.slot is not None:
                 last = t.index
             else:
                 t.held_from = last
@@ -258,93 +270,104 @@ def convert(
     if previous is not None:
         _check_resumable(previous, header, out)
 
-    t0 = time.perf_counter()
-    tracked = track(source, K, settings, progress)
-    stage = {"track": time.perf_counter() - t0}
+    # The clip's landmarks wait on disk between the passes, so memory does not grow with its length.
+    with LandmarkStore(_scratch_dir(out)) as store:
+        t0 = time.perf_counter()
+        tracked = track(source, K, settings, progress, store)
+        stage = {"track": time.perf_counter() - t0}
 
-    done = [r for r in (previous or {}).get("frames", []) if (out / r["file"]).is_file()]
-    done_indices = {r["index"] for r in done}
-    missing = [
-        {"index": t.index, "time_s": t.time_s, "action": "held" if t.held_from is not None else "skipped"}
-        for t in tracked if t.face is None
-    ]
-    if overwrite:
-        clear_output(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out)
-    folder = _Folder(out, header, done, missing)
-    folder.flush()
+        done = [r for r in (previous or {}).get("frames", []) if (out / r["file"]).is_file()]
+        done_indices = {r["index"] for r in done}
+        missing = [
+            {"index": t.index, "time_s": t.time_s, "action": "held" if t.held_from is not None else "skipped"}
+            for t in tracked if t.slot is None
+        ]
+        if overwrite:
+            clear_output(out)
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)
+        folder = _Folder(out, header, done, missing)
+        folder.flush()
 
-    # Held frames are written right after the frame they repeat.
-    holders: dict[int, list[_Tracked]] = {}
-    for t in tracked:
-        if t.held_from is not None and t.index not in done_indices:
-            holders.setdefault(t.held_from, []).append(t)
-    by_index = {t.index: t for t in tracked}
-    todo = {t.index for t in tracked if t.face is not None and (t.index not in done_indices or holders.get(t.index))}
+        # Held frames are written right after the frame they repeat.
+        holders: dict[int, list[_Tracked]] = {}
+        for t in tracked:
+            if t.held_from is not None and t.index not in done_indices:
+                holders.setdefault(t.held_from, []).append(t)
+        by_index = {t.index: t for t in tracked}
+        todo = {t.index for t in tracked if t.slot is not None and (t.index not in done_indices or holders.get(t.index))}
 
-    counts = {"written": 0, "held": 0}
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
-    pending: list[Future] = []
-    timers = {"decode+crop": 0.0, "predict": 0.0, "write": 0.0}
-    progress.start("Converting", len(todo) + sum(len(v) for v in holders.values()))
+        counts = {"written": 0, "held": 0}
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
+        pending: list[Future] = []
+        timers = {"decode+crop": 0.0, "predict": 0.0, "write": 0.0}
+        progress.start("Converting", len(todo) + sum(len(v) for v in holders.values()))
 
-    def write(t: _Tracked, fc: FramedCrop, gaussians) -> None:
-        w0 = time.perf_counter()
-        data = encode_splats(gaussians, settings.splat_format)
-        records = []
-        if t.index not in done_indices:
-            records.append(_frame_record(t, fc, gaussians.count, settings, "ok"))
-        records += [_frame_record(h, fc, gaussians.count, settings, "held", face_box=None) for h in holders.get(t.index, [])]
-        for r in records:
-            atomic_write_bytes(out / r["file"], data)
-            folder.add(r)
-            counts["written" if r["status"] == "ok" else "held"] += 1
-            progress.advance()
-            if on_frame:
-                on_frame(r)
-        folder.flush(force=False)
-        timers["write"] += time.perf_counter() - w0
+        def write(t: _Tracked, fc: FramedCrop, gaussians) -> None:
+            w0 = time.perf_counter()
+            data = encode_splats(gaussians, settings.splat_format)
+            records = []
+            if t.index not in done_indices:
+                records.append(_frame_record(t, fc, gaussians.count, settings, "ok"))
+            records += [_frame_record(h, fc, gaussians.count, settings, "held", face_box=None) for h in holders.get(t.index, [])]
+            for r in records:
+                atomic_write_bytes(out / r["file"], data)
+                folder.add(r)
+                counts["written" if r["status"] == "ok" else "held"] += 1
+                progress.advance()
+                if on_frame:
+                    on_frame(r)
+            folder.flush(force=False)
+            timers["write"] += time.perf_counter() - w0
 
-    def crops() -> Iterator[tuple[_Tracked, FramedCrop]]:
-        for frame in source:
-            t = by_index.get(frame.index)
-            if t is None or t.index not in todo:
-                continue
-            yield t, frame_crop(frame.image, K, t.face, t.head, settings.size)
+        def crops() -> Iterator[tuple[_Tracked, FramedCrop]]:
+            for frame in source:
+                t = by_index.get(frame.index)
+                if t is None or t.index not in todo:
+                    continue
+                yield t, frame_crop(frame.image, K, t.face(store), t.head, settings.size)
 
-    try:
-        batch: list[tuple[_Tracked, FramedCrop]] = []
-        c0 = time.perf_counter()
-        for item in prefetch(crops()):
-            batch.append(item)
-            if len(batch) == batch_size:
+        try:
+            batch: list[tuple[_Tracked, FramedCrop]] = []
+            c0 = time.perf_counter()
+            for item in prefetch(crops()):
+                batch.append(item)
+                if len(batch) == batch_size:
+                    timers["decode+crop"] += time.perf_counter() - c0
+                    _wait_for_writes(pending, keep=batch_size)
+                    pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
+                    batch = []
+                    c0 = time.perf_counter()
+                _raise_failed(pending)
+            if batch:
                 timers["decode+crop"] += time.perf_counter() - c0
-                _wait_for_writes(pending, keep=batch_size)
                 pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
-                batch = []
-                c0 = time.perf_counter()
+            writer.shutdown(wait=True)
             _raise_failed(pending)
-        if batch:
-            timers["decode+crop"] += time.perf_counter() - c0
-            pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
-        writer.shutdown(wait=True)
-        _raise_failed(pending)
-        folder.flush(complete=True)
-    finally:
-        # Whatever stopped us (Ctrl-C, an error), finish the writes in flight and leave a manifest
-        # that lists exactly the complete files.
-        writer.shutdown(wait=True, cancel_futures=True)
-        progress.stop()
-        if not folder.completed:
-            folder.flush(complete=False)
+            folder.flush(complete=True)
+        finally:
+            # Whatever stopped us (Ctrl-C, an error), finish the writes in flight and leave a manifest
+            # that lists exactly the complete files.
+            writer.shutdown(wait=True, cancel_futures=True)
+            progress.stop()
+            if not folder.completed:
+                folder.flush(complete=False)
 
-    stage.update(timers)
-    return ConvertReport(
-        output=out, frames_written=counts["written"], frames_held=counts["held"],
-        frames_missing=sum(1 for m in missing if m["action"] == "skipped"), frames_resumed=len(done),
-        seconds=time.perf_counter() - started, stage_seconds=stage, warnings=list(source.warnings),
-    )
+        stage.update(timers)
+        return ConvertReport(
+            output=out, frames_written=counts["written"], frames_held=counts["held"],
+            frames_missing=sum(1 for m in missing if m["action"] == "skipped"), frames_resumed=len(done),
+            seconds=time.perf_counter() - started, stage_seconds=stage, warnings=list(source.warnings),
+        )
+
+
+def _scratch_dir(out: Path) -> Path:
+    """Where pass 1's temporary file goes: beside the output (the output folder itself may not
+    exist yet, and nothing may be written into it before the first pass has found a face)."""
+    for folder in Path(out).absolute().parents:
+        if folder.is_dir():
+            return folder
+    return Path(tempfile.gettempdir())
 
 
 def _wait_for_writes(pending: list[Future], keep: int) -> None:
@@ -391,7 +414,7 @@ def crop_batch(crops: list[FramedCrop], device: str) -> CropBatch:
 
 
 def _frame_record(t: _Tracked, fc: FramedCrop, num_splats: int, settings: ConvertSettings, status: str, face_box="own") -> dict:
-    box = t.face.box.tolist() if face_box == "own" and t.face is not None else None
+    box = t.box.tolist() if face_box == "own" and t.box is not None else None
     return {
         "index": t.index,
         "file": frame_file_name(t.index, settings.splat_format),
