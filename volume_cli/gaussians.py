@@ -31,6 +31,13 @@ def sh_dc_to_rgb(dc: Tensor) -> Tensor:
     return 0.5 + SH_C0 * dc
 
 
+def sums_finite(tensors) -> bool:
+    """True when each tensor's sum is finite, which it is whenever all its values are: one cheap
+    reduction per tensor instead of an elementwise test. False can also mean an overflow of finite
+    values, so a caller that gets False counts the non-finite values elementwise before failing."""
+    return all(bool(torch.isfinite(t.sum())) for t in tensors)
+
+
 def quat_to_matrix(quats: Tensor) -> Tensor:
     """Unit or non-unit quaternions [..., 4] (w, x, y, z) -> rotation matrices [..., 3, 3]."""
     q = quats / quats.norm(dim=-1, keepdim=True)
@@ -205,12 +212,10 @@ class Gaussians:
         """Drop Gaussians that a renderer would never draw (opacity below ``min_opacity``; 3DGS
         renderers skip alpha < 1/255). Single set only. Non-finite parameters are an error, not
         something to drop silently."""
-        # Sums are finite when every value is (overflow aside, which the exact mask clears): the
-        # elementwise mask only when one is not.
-        sums_finite = all(bool(torch.isfinite(t.sum())) for t in (self.means, self.quats, self.log_scales,
-                                                                  self.opacity_logits, self.sh))
+        # The elementwise mask only when the cheap test has a doubt.
+        fields = (self.means, self.quats, self.log_scales, self.opacity_logits, self.sh)
         zero_quat = bool((self.quats.abs().amax(-1) == 0).any())
-        bad = 0 if sums_finite and not zero_quat else int((~self.finite_mask()).sum())
+        bad = 0 if sums_finite(fields) and not zero_quat else int((~self.finite_mask()).sum())
         if bad:
             raise ValueError(f"{bad} Gaussians have non-finite parameters")
         return self.select(self.opacities() >= min_opacity)

@@ -143,11 +143,11 @@ def bench_train_step(*, sizes=(64, 128), backends=(Backend.NUMBA, Backend.TORCH)
     examples from the synthetic generator, the network starting from the shipped weights (so
     its splats are as opaque as a trained model's). Best of ``repeats`` after a warm-up step.
     Needs ``volume synth``'s EGL; returns {"skipped": reason} without it."""
+    from volume_cli.predictors.unet import DEFAULT_WEIGHTS, load_weights
+    from volume_cli.synth.assets import SynthAssetsError, data_root
     from volume_cli.synth.renderer import egl_status
     from volume_cli.train.data import collate, render_example
     from volume_cli.train.loop import TrainConfig, build, train_step
-
-    from volume_cli.synth.assets import SynthAssetsError, data_root
 
     ok, reason = egl_status()
     if not ok:
@@ -156,7 +156,6 @@ def bench_train_step(*, sizes=(64, 128), backends=(Backend.NUMBA, Backend.TORCH)
         data_root()
     except SynthAssetsError as exc:
         return {"skipped": f"needs volume synth's MakeHuman data: {exc}"}
-    from volume_cli.predictors.unet import DEFAULT_WEIGHTS, load_weights
 
     out = {}
     for size in sizes:

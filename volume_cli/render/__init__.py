@@ -78,12 +78,6 @@ def render(
     original camera.
     """
     backend = resolve_backend(backend)
-    if gaussians.means.ndim != 2:
-        raise ValueError(f"gaussians must be a single set [N, ...], got means {list(gaussians.means.shape)}")
-    if np.ndim(viewmats) != 3:
-        raise ValueError(f"viewmats must be [C, 4, 4], got {list(np.shape(viewmats))}")
-    if len(background) != 3:
-        raise ValueError(f"background must be (r, g, b), got {background!r}")
     if backend is Backend.GSPLAT:
         rasterize = gsplat_backend.rasterize
         # gsplat runs on CUDA only: move there for the call and bring the result back.
@@ -96,15 +90,28 @@ def render(
     else:
         rasterize = rasterize_torch.rasterize
         device = gaussians.means.device
-    g = gaussians.map(lambda t: t.to(device=device, dtype=torch.float32))
-    viewmats = torch.as_tensor(viewmats, dtype=torch.float32, device=device)
-    Ks = torch.as_tensor(Ks, dtype=torch.float32, device=device)
-    backgrounds = torch.tensor([background], dtype=torch.float32, device=device).expand(viewmats.shape[0], 3)
+    g, viewmats, Ks, backgrounds = _inputs_on(device, gaussians, viewmats, Ks, background)
     rgb, alpha, depth = rasterize(
         g.means, g.quats, g.scales(), g.opacities(), g.rgb(), viewmats, Ks, width, height, backgrounds
     )
     home = gaussians.means.device
     return RenderResult(rgb=rgb.to(home), alpha=alpha.to(home), depth=depth.to(home))
+
+
+def _inputs_on(device: torch.device | str, gaussians: Gaussians, viewmats, Ks, background):
+    """render's arguments checked and moved to ``device`` in float32: (gaussians, viewmats
+    [C, 4, 4], Ks [C, 3, 3], backgrounds [C, 3]); the rasteriser checks the rest."""
+    if gaussians.means.ndim != 2:
+        raise ValueError(f"gaussians must be a single set [N, ...], got means {list(gaussians.means.shape)}")
+    if np.ndim(viewmats) != 3:
+        raise ValueError(f"viewmats must be [C, 4, 4], got {list(np.shape(viewmats))}")
+    if len(background) != 3:
+        raise ValueError(f"background must be (r, g, b), got {background!r}")
+    g = gaussians.map(lambda t: t.to(device=device, dtype=torch.float32))
+    viewmats = torch.as_tensor(viewmats, dtype=torch.float32, device=device)
+    Ks = torch.as_tensor(Ks, dtype=torch.float32, device=device)
+    backgrounds = torch.tensor([background], dtype=torch.float32, device=device).expand(viewmats.shape[0], 3)
+    return g, viewmats, Ks, backgrounds
 
 
 def fixed_geometry_renderer(
@@ -142,12 +149,7 @@ def fixed_geometry_renderer(
     from volume_cli.render.rasterize_torch import check_rasterize_inputs
 
     home = gaussians.means.device
-    g = gaussians.map(lambda t: t.to(device="cpu", dtype=torch.float32))
-    viewmats = torch.as_tensor(viewmats, dtype=torch.float32)
-    Ks = torch.as_tensor(Ks, dtype=torch.float32)
-    if viewmats.ndim != 3:
-        raise ValueError(f"viewmats must be [C, 4, 4], got {list(viewmats.shape)}")
-    backgrounds = torch.tensor([background], dtype=torch.float32).expand(viewmats.shape[0], 3)
+    g, viewmats, Ks, backgrounds = _inputs_on("cpu", gaussians, viewmats, Ks, background)
     scales, opacities = g.scales(), g.opacities()
     check_rasterize_inputs(g.means, g.quats, scales, opacities, g.rgb(), viewmats, Ks, width, height, backgrounds)
     placement = rasterize_numba.place(g.means, g.quats, scales, opacities, viewmats, Ks, width, height)

@@ -39,7 +39,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from volume_cli.gaussians import quat_to_matrix
+from volume_cli.gaussians import quat_to_matrix, sums_finite
 
 # gsplat's constants (csrc/Common.h, RasterizeToPixels3DGSFwd.cu, ProjectionEWA3DGSFused.cu).
 ALPHA_MIN = 1.0 / 255.0  # alphas below this are skipped
@@ -93,10 +93,9 @@ def check_rasterize_inputs(
     if backgrounds is not None and list(backgrounds.shape) != [c, colors.shape[1]]:
         raise ValueError(f"backgrounds must be [{c}, {colors.shape[1]}], got {list(backgrounds.shape)}")
     # A NaN would not fail loudly: it culls a splat in one backend and blanks a tile in another.
-    # A tensor's sum is finite when all of it is (up to overflow, which the exact count below
-    # clears): one cheap reduction per tensor on every render, the elementwise test only on doubt.
+    # Every render pays one cheap test; the elementwise count runs only when it has a doubt.
     per_gaussian = (means, quats, scales, opacities[:, None], colors)
-    if not all(bool(torch.isfinite(t.sum())) for t in per_gaussian):
+    if not sums_finite(per_gaussian):
         finite = torch.stack([torch.isfinite(t).all(-1) for t in per_gaussian]).all(0)
         if not bool(finite.all()):
             raise ValueError(f"{int((~finite).sum())} of {n} Gaussians have non-finite parameters")
