@@ -10,6 +10,7 @@ import torch
 
 from volume_cli import camera
 from volume_cli.gaussians import quat_to_matrix
+from volume_cli.head.model import load_head_model
 from volume_cli.predictors import geometric as geo
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL
 
@@ -196,7 +197,8 @@ def hopper_prediction():
 def test_prediction_layout_two_per_pixel_backing_behind(hopper_prediction):
     fc, g = hopper_prediction
     n = 64 * 64
-    assert g.means.shape == (1, GAUSSIANS_PER_PIXEL * n, 3) and g.sh.shape == (1, 2 * n, 1, 3)
+    hidden = load_head_model().num_vertices + len(load_head_model().edges)  # then the unseen side's splats
+    assert g.means.shape == (1, GAUSSIANS_PER_PIXEL * n + hidden, 3) and g.sh.shape == (1, 2 * n + hidden, 1, 3)
     front, back = g.means[0, :n], g.means[0, n:]
     # Same pixel ray, backing farther along it by BACKING_BEHIND_M (in depth).
     assert torch.allclose(torch.linalg.cross(front, back).norm(dim=-1), torch.zeros(n), atol=1e-6)

@@ -121,6 +121,25 @@ class _Tracked:
         return FaceObservation(box=self.box, landmarks=store[self.slot])
 
 
+def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkStore, K: np.ndarray, video: bool):
+    """The clip's whole head (volume_cli.head) for a predictor that uses it, else None: a video's
+    identity is fitted to frames spread over it; a folder of stills fits each image alone."""
+    if not getattr(predictor, "use_head", False):
+        return None
+    from volume_cli.face import landmarks_to_camera
+    from volume_cli.head.fit import IDENTITY_FRAMES
+    from volume_cli.head.model import load_head_model
+    from volume_cli.head.track import HeadTrack
+    from volume_cli.predictors.geometric import mesh_depth_rasterizer
+
+    head = HeadTrack(load_head_model(), mesh_depth_rasterizer(), clip=video)
+    if video:
+        found = [t for t in tracked if t.slot is not None]
+        pick = np.unique(np.linspace(0, len(found) - 1, min(IDENTITY_FRAMES, len(found))).round().astype(int))
+        head.fit_identity([landmarks_to_camera(found[i].face(store), K, found[i].head) for i in pick])
+    return head
+
+
 def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.ndarray:
     return camera.image_intrinsics(source.width, source.height, fov_deg=settings.fov_deg, focal_px=settings.focal_px)
 
@@ -274,6 +293,9 @@ def convert(
     with LandmarkStore(_scratch_dir(out)) as store:
         t0 = time.perf_counter()
         tracked = track(source, K, settings, progress, store)
+        head = _head_track(predictor, tracked, store, K, source.kind == "video")
+        if head is not None:
+            header["head"] = head.header()
         stage = {"track": time.perf_counter() - t0}
 
         done = [r for r in (previous or {}).get("frames", []) if (out / r["file"]).is_file()]
@@ -303,13 +325,13 @@ def convert(
         timers = {"decode+crop": 0.0, "predict": 0.0, "write": 0.0}
         progress.start("Converting", len(todo) + sum(len(v) for v in holders.values()))
 
-        def write(t: _Tracked, fc: FramedCrop, gaussians) -> None:
+        def write(t: _Tracked, fc: FramedCrop, head_record: dict | None, gaussians) -> None:
             w0 = time.perf_counter()
             data = encode_splats(gaussians, settings.splat_format)
             records = []
             if t.index not in done_indices:
-                records.append(_frame_record(t, fc, gaussians.count, settings, "ok"))
-            records += [_frame_record(h, fc, gaussians.count, settings, "held", face_box=None) for h in holders.get(t.index, [])]
+                records.append(_frame_record(t, fc, gaussians.count, settings, "ok", head=head_record))
+            records += [_frame_record(h, fc, gaussians.count, settings, "held", face_box=None, head=head_record) for h in holders.get(t.index, [])]
             for r in records:
                 atomic_write_bytes(out / r["file"], data)
                 folder.add(r)
@@ -320,28 +342,30 @@ def convert(
             folder.flush(force=False)
             timers["write"] += time.perf_counter() - w0
 
-        def crops() -> Iterator[tuple[_Tracked, FramedCrop]]:
+        def crops() -> Iterator[tuple[_Tracked, FramedCrop, object, dict | None]]:
             for frame in source:
                 t = by_index.get(frame.index)
                 if t is None or t.index not in todo:
                     continue
-                yield t, frame_crop(frame.image, K, t.face(store), t.head, settings.size)
+                fc = frame_crop(frame.image, K, t.face(store), t.head, settings.size)
+                prior, record = head.prior(fc.landmarks, fc.cam.K, settings.size) if head is not None else (None, None)
+                yield t, fc, prior, record
 
         try:
-            batch: list[tuple[_Tracked, FramedCrop]] = []
+            batch: list[tuple[_Tracked, FramedCrop, object, dict | None]] = []
             c0 = time.perf_counter()
             for item in prefetch(crops()):
                 batch.append(item)
                 if len(batch) == batch_size:
                     timers["decode+crop"] += time.perf_counter() - c0
                     _wait_for_writes(pending, keep=batch_size)
-                    pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
+                    pending += _predict_and_submit(batch, predictor, device, writer, write, timers, head)
                     batch = []
                     c0 = time.perf_counter()
                 _raise_failed(pending)
             if batch:
                 timers["decode+crop"] += time.perf_counter() - c0
-                pending += _predict_and_submit(batch, predictor, device, writer, write, timers)
+                pending += _predict_and_submit(batch, predictor, device, writer, write, timers, head)
             writer.shutdown(wait=True)
             _raise_failed(pending)
             folder.flush(complete=True)
@@ -386,15 +410,19 @@ def _raise_failed(pending: list[Future]) -> None:
     pending[:] = [f for f in pending if not f.done()]
 
 
-def _predict_and_submit(batch, predictor: Predictor, device: str, writer: ThreadPoolExecutor, write, timers) -> list[Future]:
+def _predict_and_submit(batch, predictor: Predictor, device: str, writer: ThreadPoolExecutor, write, timers,
+                        head) -> list[Future]:
     p0 = time.perf_counter()
-    inputs = crop_batch([fc for _, fc in batch], device)
+    inputs = crop_batch([fc for _, fc, _, _ in batch], device)
+    if head is not None:
+        inputs.head_priors = [prior for _, _, prior, _ in batch]
+        inputs.head_texture = head.texture
     with torch.inference_mode():
         predicted = predictor.predict(inputs).to("cpu")
     futures = []
-    for i, (t, fc) in enumerate(batch):
+    for i, (t, fc, _, head_record) in enumerate(batch):
         gaussians = to_original_frame(predicted[i].prune(), fc.cam.R)  # prune first: half the splats to move
-        futures.append(writer.submit(write, t, fc, gaussians))
+        futures.append(writer.submit(write, t, fc, head_record, gaussians))
     timers["predict"] += time.perf_counter() - p0
     return futures
 
@@ -413,7 +441,8 @@ def crop_batch(crops: list[FramedCrop], device: str) -> CropBatch:
     )
 
 
-def _frame_record(t: _Tracked, fc: FramedCrop, num_splats: int, settings: ConvertSettings, status: str, face_box="own") -> dict:
+def _frame_record(t: _Tracked, fc: FramedCrop, num_splats: int, settings: ConvertSettings, status: str, face_box="own",
+                  head: dict | None = None) -> dict:
     box = t.box.tolist() if face_box == "own" and t.box is not None else None
     return {
         "index": t.index,
@@ -426,6 +455,7 @@ def _frame_record(t: _Tracked, fc: FramedCrop, num_splats: int, settings: Conver
         "face_box": box,
         "head_center": fc.head_center.tolist(),
         "distance_m": float(np.linalg.norm(fc.head_center)),
+        **({"head": head} if head is not None else {}),
     }
 
 

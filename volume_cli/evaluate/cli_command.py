@@ -16,6 +16,7 @@ import typer
 
 class EvalPredictor(str, enum.Enum):
     geometric = "geometric"
+    geometric_ellipsoid = "geometric-ellipsoid"
     unet = "unet"
 
 
@@ -61,10 +62,10 @@ def evaluate(
                 raise EGLUnavailableError(reason)
         predictors = {}
         for name in names:
-            if name is EvalPredictor.geometric:
+            if name in (EvalPredictor.geometric, EvalPredictor.geometric_ellipsoid):
                 from volume_cli.predictors.geometric import GeometricPredictor
 
-                predictors["geometric"] = GeometricPredictor()
+                predictors[name.value] = GeometricPredictor(head=name is EvalPredictor.geometric)
             else:
                 from volume_cli.predictors.unet import DEFAULT_WEIGHTS, WeightsError, load_unet_predictor
 

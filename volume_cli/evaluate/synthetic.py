@@ -166,9 +166,12 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
     out = {"seed": int(sample["seed"]), "mask_pixels": int(head_mask.sum()), "input_mad": input_mad, "predictors": {}}
     for name, predictor in predictors.items():
         t0 = time.perf_counter()
-        g1 = predictor.predict(crop_batch([fc], "cpu"))[0]
+        batch1, batch2 = crop_batch([fc], "cpu"), crop_batch([fc2], "cpu")
+        if getattr(predictor, "use_head", False):
+            _as_clip(batch1, batch2, fc, fc2)
+        g1 = predictor.predict(batch1)[0]
         seconds = time.perf_counter() - t0
-        g2 = predictor.predict(crop_batch([fc2], "cpu"))[0]
+        g2 = predictor.predict(batch2)[0]
         views1 = np.stack([w @ np.linalg.inv(_w2c(fc.cam.R)) for w in w2cs])
         views2 = np.stack([w @ np.linalg.inv(_w2c(fc2.cam.R)) for w in w2cs[1:]])
         first = _render(g1, views1[:1], fc.cam.K, size, backend)
@@ -201,6 +204,20 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
         row["stability_ratio"] = row["stability_mad"] / input_mad if input_mad > 0 else math.nan
         out["predictors"][name] = row
     return out
+
+
+def _as_clip(batch1, batch2, fc, fc2) -> None:
+    """Give a head-prior predictor the pair as convert gives it two frames of a clip: one identity
+    for both, the second frame warm-started from the first, one head texture."""
+    from volume_cli.head.model import load_head_model
+    from volume_cli.head.track import HeadTrack
+    from volume_cli.predictors.geometric import mesh_depth_rasterizer
+
+    head = HeadTrack(load_head_model(), mesh_depth_rasterizer(), clip=True)
+    head.fit_identity([fc.landmarks, fc2.landmarks])
+    for batch, f in ((batch1, fc), (batch2, fc2)):
+        batch.head_priors = [head.prior(f.landmarks, f.cam.K, f.cam.size)[0]]
+        batch.head_texture = head.texture
 
 
 def _mean(values: list[float]) -> float:

@@ -9,6 +9,7 @@ from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch, Predictor
 
 class PredictorName(str, enum.Enum):
     geometric = "geometric"
+    geometric_ellipsoid = "geometric-ellipsoid"
     unet = "unet"
 
 
@@ -16,10 +17,11 @@ def load_predictor(name: PredictorName, device: str, weights=None) -> Predictor:
     """Build the named predictor for ``device`` ("cpu" or "cuda"). Nothing is downloaded; the
     U-Net reads ``weights`` (default weights/unet.safetensors) and raises
     predictors.unet.WeightsError when they are missing or fail their hash check."""
-    if name is PredictorName.geometric:
+    if name in (PredictorName.geometric, PredictorName.geometric_ellipsoid):
         from volume_cli.predictors.geometric import GeometricPredictor
 
-        return GeometricPredictor()  # NumPy + MediaPipe: CPU whatever the device
+        # NumPy + MediaPipe: CPU whatever the device
+        return GeometricPredictor(head=name is PredictorName.geometric)
     if name is PredictorName.unet:
         from volume_cli.predictors.unet import DEFAULT_WEIGHTS, load_unet_predictor
 

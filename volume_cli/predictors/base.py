@@ -28,6 +28,11 @@ class CropBatch:
     head_center:  [B, 3] head centre in the virtual-camera frame, metres (on the optical axis)
     landmarks:    [B, 478, 3] face-mesh points in the virtual-camera frame, metres; learned
                   predictors may ignore them
+    head_priors:  per crop, the clip's fitted head seen by the crop camera (head.prior.HeadPrior:
+                  depth, normals, hair shell, the posed mesh, the fit), or None where the fit
+                  failed; the whole field None: no clip fit (stills), predictors fit each crop alone
+    head_texture: the clip's head texture (head.texture.ClipTexture), accumulated by the predictor
+                  frame by frame, or None
     """
 
     images: Tensor
@@ -35,6 +40,8 @@ class CropBatch:
     K: Tensor
     head_center: Tensor
     landmarks: Tensor
+    head_priors: list | None = None
+    head_texture: object | None = None
 
     def __post_init__(self) -> None:
         b, c, s, s2 = self.images.shape
@@ -57,10 +64,12 @@ class CropBatch:
 class Predictor(Protocol):
     """Crops -> Gaussians.
 
-    ``predict`` returns a batch of sets: Gaussians with means [B, 2 * S * S, 3] etc., in the
+    ``predict`` returns a batch of sets: Gaussians with means [B, 2 * S * S + X, 3] etc., in the
     virtual-camera frame of each crop (OpenCV axes, metres), ordered layer-major: the first S * S
-    are each pixel's first Gaussian in row-major pixel order, then the second layer. Unused
-    Gaussians have (near-)zero opacity and are pruned by the pipeline.
+    are each pixel's first Gaussian in row-major pixel order, then the second layer, then X >= 0
+    Gaussians of the predictor's own (the geometric predictor's splats on the unseen side of the
+    head; the same X for every crop). Unused Gaussians have (near-)zero opacity and are pruned by
+    the pipeline.
     """
 
     name: str

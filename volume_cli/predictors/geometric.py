@@ -3,10 +3,17 @@
 Per crop pixel, one Gaussian on the pixel's ray at a depth taken from
   * the MediaPipe face mesh inside the face (its 478 landmarks, rasterised densely over the mesh's
     triangles with perspective-correct depth),
-  * an ellipsoid head proxy fitted to the landmarks over hair, ears and the rest of the head,
-    feathered into the mesh depth so there is no step at the face's edge,
-  * a plane at the depth of the proxy's silhouette for the neck and shoulders,
-with opacity from MediaPipe selfie segmentation (background removed, soft edges kept).
+  * the whole head behind it (volume_cli.head: the MakeHuman head fitted to the landmarks) over
+    ears, skull, jaw line and neck, feathered into the mesh depth so there is no step at the
+    face's edge; hair beyond the skull's outline on a shell over the scalp; the neck and
+    shoulders beyond that at the depth of the nearest point of the head's outline,
+with opacity from MediaPipe selfie segmentation (background removed, soft edges kept). Where the
+head cannot be fitted (``HeadFit.ok`` False) the frame falls back to the older proxy: an ellipsoid
+fitted to the landmarks, and a plane at the depth of its silhouette.
+
+The side of the head the camera does not see gets splats too: one on every vertex of the fitted
+head that is hidden in the input view (so the input view is untouched), coloured from the clip's
+own other frames, the mirrored side or the nearest seen skin or hair (head/texture.py).
 
 The second Gaussian of each pixel is a wider "backing" splat just behind the first: from the input
 view it is hidden, but when the splats are seen larger than the crop (a bigger render, a zoom) or
@@ -30,6 +37,10 @@ from torch import Tensor
 
 from volume_cli import camera
 from volume_cli.gaussians import Gaussians, matrix_to_quat, rgb_to_sh_dc, sh_dc_to_rgb
+from volume_cli.head.model import load_head_model
+from volume_cli.head.prior import HeadPrior, subdivided
+from volume_cli.head.track import HeadTrack
+from volume_cli.head.texture import hidden_side_colours, seen_colours
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
 
 # Standard deviation of a pixel's front Gaussian, in crop pixels at its depth: thin, so that with
@@ -63,8 +74,31 @@ HEAD_CENTER_BEHIND_EYES_M = 0.078
 TYPICAL_FACE_WIDTH_M = 0.14  # cheek to cheek (MediaPipe points 234-454) of an average adult
 # Feathering of mesh depth into the proxy, in crop pixels (at S = 256).
 FEATHER_PX = 8.0
+# How much of MediaPipe's own mesh depth is kept inside the face where the head is fitted: none.
+# The fitted head reprojects onto the same 2D landmarks but its depth is a real head's, where the
+# mesh's z is the network's guess (7-15 mm off on our synthetic people); on 16 held-out people
+# the head alone gave +0.2 dB input view and +0.25 dB at +-20/40 degrees over the mesh feathered
+# into it. Frames without a fit keep the mesh.
+FACE_MESH_WEIGHT = 0.0
+# The fitted head's depth is blurred by this much (Gaussian sigma, crop pixels at S = 256): its
+# steps (an ear over the cheek, the shell's edge over the skull) are where splats of one pixel
+# show in front of its neighbour's, which costs input-view PSNR and flickers with the pixel grid.
+PROXY_SMOOTH_PX = 6.0
 # Person/background threshold on the segmentation confidence below which no splat is kept.
 MIN_PERSON = 0.1
+# Splats on the unseen side of the head: a disc on each hidden vertex, its standard deviation this
+# fraction of the mean length of the vertex's edges (neighbouring discs overlap into a surface).
+HIDDEN_SIGMA_FRACTION = 0.6
+HIDDEN_OPACITY = 0.98
+# A hidden splat is kept only where the input view is opaque (person confidence at least this)
+# and only behind both layers of every pixel within HIDDEN_REACH_SIGMAS of its projected size,
+# by HIDDEN_BEHIND_M more (metres): the renderers order splats by depth, so one behind a pixel's
+# front and backing splats is drawn after them, where less than 1e-4 of the light is left. At a
+# soft outline, or where a disc under the chin spreads onto the farther neck, it would show
+# (1.1 dB of input-view PSNR on synthetic people without these tests).
+HIDDEN_OPAQUE_PERSON = 0.95
+HIDDEN_REACH_SIGMAS = 3.0
+HIDDEN_BEHIND_M = 0.01
 
 
 @functools.lru_cache(maxsize=1)
@@ -238,10 +272,15 @@ class GeometricPredictor:
     name = "geometric"
     weights_sha256 = None
 
-    def __init__(self, colour_steps: int = COLOUR_STEPS) -> None:
+    def __init__(self, colour_steps: int = COLOUR_STEPS, head: bool = True) -> None:
+        """head: fit the whole-head model (False: the ellipsoid everywhere, the older baseline)."""
         import mediapipe as mp
 
         self.colour_steps = colour_steps
+        self.use_head = head
+        self.name = "geometric" if head else "geometric-ellipsoid"
+        model = load_head_model() if head else None
+        self._hidden_slots = model.num_vertices + len(model.edges) if head else 0
         # model 0 ("general") takes a square 256 x 256 input, the shape of our crops.
         self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
 
@@ -262,25 +301,40 @@ class GeometricPredictor:
         sets = [self._predict_one(batch, i) for i in range(len(batch))]
         return Gaussians(**{k: torch.stack([getattr(s, k) for s in sets]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
 
-    def depth_map(self, landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray) -> np.ndarray:
-        """Proxy z-depth [S, S] (metres, virtual-camera frame): mesh, feathered into the ellipsoid,
-        then a plane at the ellipsoid's silhouette depth. rays [S, S, 3]: camera.image_rays of K."""
+    def depth_map(self, landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray, prior: HeadPrior | None = None) -> np.ndarray:
+        """Proxy z-depth [S, S] (metres, virtual-camera frame): the face mesh, feathered into the
+        fitted head (``prior``) or, without one, into the ellipsoid. rays [S, S, 3]: camera.image_rays of K."""
         size = rays.shape[0]
-        axes, centre, scale = head_frame(landmarks)
-        proxy = ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale)
-        hit = np.isfinite(proxy)
-        # Outside the head: a plane at the depth of the ellipsoid's silhouette, which in perspective
-        # lies in front of its centre (by r^2 / d, ~2.5 cm at 0.4 m); a plane through the centre
-        # would leave a step there that opens into a gap seen from the side.
-        rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
-        proxy = np.where(hit, proxy, outside)
+        proxy = self._ellipsoid_proxy(landmarks, rays) if prior is None else _head_proxy(prior, PROXY_SMOOTH_PX * size / 256.0)
         mesh = _steps().rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size)
         covered = np.isfinite(mesh)
         # Weight of the mesh rises from 0 at its edge to 1 FEATHER_PX inside it.
         inside = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3)
-        w = np.clip(inside / (FEATHER_PX * size / 256.0), 0.0, 1.0)
+        w = np.clip(inside / (FEATHER_PX * size / 256.0), 0.0, 1.0) * (FACE_MESH_WEIGHT if prior is not None else 1.0)
         return np.where(covered, w * np.where(covered, mesh, 0.0) + (1 - w) * proxy, proxy)
+
+    @staticmethod
+    def _ellipsoid_proxy(landmarks: np.ndarray, rays: np.ndarray) -> np.ndarray:
+        """The fallback head: an ellipsoid fitted to the landmarks, and outside it a plane at the
+        depth of its silhouette, which in perspective lies in front of its centre (by r^2 / d, ~2.5
+        cm at 0.4 m); a plane through the centre would leave a step there that opens into a gap
+        seen from the side."""
+        axes, centre, scale = head_frame(landmarks)
+        proxy = ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale)
+        hit = np.isfinite(proxy)
+        rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
+        return np.where(hit, proxy, outside)
+
+    def head_prior(self, batch: CropBatch, i: int) -> HeadPrior | None:
+        """The fitted head of crop ``i``: the clip's (``batch.head_priors``, from convert) or, in a
+        batch without them, a still-image fit of its own landmarks; None where the fit failed."""
+        if not self.use_head:
+            return None
+        if batch.head_priors is not None:
+            return batch.head_priors[i]
+        still = HeadTrack(load_head_model(), _steps().rasterize_depth, clip=False)
+        return still.prior(batch.landmarks[i].double().cpu().numpy(), batch.K[i].double().cpu().numpy(), batch.size)[0]
 
     def _predict_one(self, batch: CropBatch, i: int) -> Gaussians:
         s = batch.size
@@ -288,7 +342,8 @@ class GeometricPredictor:
         image = batch.images[i].permute(1, 2, 0).cpu().numpy()  # [S, S, 3] float
         crop_u8 = np.ascontiguousarray((image * 255.0 + 0.5).astype(np.uint8))
         rays = camera.image_rays(K, s, s)
-        depth = self.depth_map(batch.landmarks[i].double().cpu().numpy(), K, rays)
+        prior = self.head_prior(batch, i)
+        depth = self.depth_map(batch.landmarks[i].double().cpu().numpy(), K, rays, prior)
 
         person = self.person_mask(crop_u8) * batch.valid[i].cpu().numpy()
         opacity = np.clip(person, MIN_PERSON, MAX_OPACITY)
@@ -310,26 +365,109 @@ class GeometricPredictor:
         front = layer(depth, PIXEL_SIGMA)
         backing = layer(depth + BACKING_BEHIND_M / rays[..., 2], BACKING_SIGMA)
         target = torch.from_numpy(image.reshape(n, 3)).float()
-        colour = self._refine_colours(front, backing, keep, target, K, s)
+        colour, colour_back = self._refine_colours(front, backing, keep, target, K, s)
         assert GAUSSIANS_PER_PIXEL == 2  # one front and one backing splat a pixel
-        sh = rgb_to_sh_dc(colour)[:, None, :]
-        return Gaussians(
-            **{k: torch.cat([front[k], backing[k]]).contiguous() for k in front},
-            sh=torch.cat([sh, sh]),
-        )
+        layers = [front, backing]
+        shs = [rgb_to_sh_dc(colour)[:, None, :], rgb_to_sh_dc(colour_back)[:, None, :]]
+        if self._hidden_slots:
+            hidden = _hidden_side(prior, depth, image, K, person, batch.head_texture, self._hidden_slots)
+            shs.append(hidden.pop("sh"))
+            layers.append(hidden)
+        return Gaussians(**{k: torch.cat([layer[k] for layer in layers]).contiguous() for k in front}, sh=torch.cat(shs))
 
-    def _refine_colours(self, front: dict, backing: dict, keep: Tensor, target: Tensor, K: np.ndarray, size: int) -> Tensor:
-        """Per-pixel colour [S*S, 3] (possibly outside [0, 1]) whose render from the crop's own
-        camera matches ``target`` [S*S, 3]; both splats of a pixel share it."""
+    def _refine_colours(self, front: dict, backing: dict, keep: Tensor, target: Tensor, K: np.ndarray, size: int) -> tuple[Tensor, Tensor]:
+        """Per-pixel colours of the front and the backing splats ([S*S, 3] each, possibly outside
+        [0, 1]) whose render from the crop's own camera matches ``target`` [S*S, 3]. Both layers
+        are fitted: where the surface steps (a jaw over the neck, an ear over the cheek) the
+        nearer pixel's wider backing splat lies in front of the farther pixel's splats and would
+        bleed its colour into them."""
         from volume_cli.predictors.colour_fit import fit_colours
 
-        colour = target.clone()
         if self.colour_steps == 0 or not bool(keep.any()):
-            return colour
+            return target.clone(), target.clone()
         idx = torch.nonzero(keep).squeeze(1)
-        # The front layer only: the backing splats lie 8 mm behind it, almost hidden from this
-        # view, and leaving them out halves the cost of each render.
-        kept = Gaussians(**{k: front[k][idx] for k in front}, sh=rgb_to_sh_dc(target[idx])[:, None, :])
-        fitted = fit_colours(kept, torch.arange(len(idx)), idx, target, K, size, self.colour_steps)
-        colour[idx] = sh_dc_to_rgb(fitted.sh[:, 0])
-        return colour
+        n = len(idx)
+        both = Gaussians(**{k: torch.cat([front[k][idx], backing[k][idx]]) for k in front},
+                         sh=rgb_to_sh_dc(target[idx]).repeat(2, 1)[:, None, :])
+        fitted = fit_colours(both, torch.arange(2 * n), idx.repeat(2), target, K, size, self.colour_steps)
+        fitted_rgb = sh_dc_to_rgb(fitted.sh[:, 0])
+        colour_front, colour_back = target.clone(), target.clone()
+        colour_front[idx], colour_back[idx] = fitted_rgb[:n], fitted_rgb[n:]
+        return colour_front, colour_back
+
+
+def mesh_depth_rasterizer():
+    """The mesh rasteriser the predictor uses (compiled, or the NumPy reference without numba)."""
+    return _steps().rasterize_depth
+
+
+def _head_proxy(prior: HeadPrior, smooth_px: float) -> np.ndarray:
+    """z-depth [S, S] from the fitted head: the head where the ray meets it, else the hair shell,
+    else (neck, shoulders, long hair) the depth of the nearest pixel of the shell's outline, so
+    nothing steps away from the head's edge; blurred by ``smooth_px`` (Gaussian sigma, pixels)."""
+    depth = np.where(prior.head_mask, prior.depth, prior.shell_depth)
+    known = np.isfinite(depth)
+    if not known.any():
+        return depth
+    # Labels of the nearest known pixel: distanceTransformWithLabels measures to zero pixels.
+    _, labels = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    value = np.zeros(labels.max() + 1)
+    value[labels[known]] = depth[known]
+    filled = np.where(known, depth, value[labels])
+    return cv2.GaussianBlur(filled, (0, 0), smooth_px) if smooth_px > 0 else filled
+
+
+def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, K: np.ndarray, person: np.ndarray,
+                 texture, slots: int) -> dict:
+    """One disc per point of the fitted head, once subdivided (its vertices and edge midpoints:
+    ``slots`` of them), on the side the crop camera does not see (means, quats, log_scales,
+    opacity_logits, sh); the seen points, and every slot when there is no prior, get
+    UNUSED_OPACITY_LOGIT and are pruned. depth [S, S]: the front layer's z; image [S, S, 3] the
+    crop, person [S, S] its person confidence (times the valid mask); texture: the clip's
+    ClipTexture or None."""
+    means = np.zeros((slots, 3))
+    normals = np.tile([0.0, 0.0, -1.0], (slots, 1))
+    sigma = np.full(slots, 1e-3)
+    colour = np.zeros((slots, 3))
+    used = np.zeros(slots, bool)
+    if prior is not None:
+        model = load_head_model()
+        edges = model.edges
+        seen, weights = seen_colours(prior, image, K, person)
+        vertex_colour = hidden_side_colours(prior, seen, weights, model.mirror, edges, None if texture is None else texture.colours())
+        if texture is not None:
+            texture.add(seen, weights)  # after use: a frame's own view is in ``seen`` already
+        means, normals, visible = subdivided(prior, edges, K)
+        colour = np.concatenate([vertex_colour, 0.5 * (vertex_colour[edges[:, 0]] + vertex_colour[edges[:, 1]])])
+        # Spacing: half the mean length of a vertex's edges (subdivision halves them); a midpoint
+        # takes its edge's half length.
+        length = np.linalg.norm(prior.vertices[edges[:, 0]] - prior.vertices[edges[:, 1]], axis=1)
+        total = np.bincount(edges.ravel(), np.repeat(length, 2), model.num_vertices)
+        count = np.bincount(edges.ravel(), minlength=model.num_vertices).clip(1)
+        sigma = HIDDEN_SIGMA_FRACTION * 0.5 * np.concatenate([total / count, length])
+        s = person.shape[0]
+        px = np.clip(np.floor(camera.project(K, means)).astype(np.int64), 0, s - 1)
+        sigma_px = sigma * K[0, 0] / np.maximum(means[:, 2], 1e-6)
+        # Behind the farthest front splat its footprint covers (a disc under the chin projects onto
+        # the chin but spreads onto the neck, which is farther): the depth's maximum over a window
+        # of the splats' typical reach.
+        reach = int(np.ceil(HIDDEN_REACH_SIGMAS * np.median(sigma_px)))
+        farthest = cv2.dilate(depth.astype(np.float32), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+        behind = means[:, 2] > farthest[px[:, 1], px[:, 0]] + BACKING_BEHIND_M + HIDDEN_BEHIND_M
+        used = ~visible & behind & (person[px[:, 1], px[:, 0]] >= HIDDEN_OPAQUE_PERSON)
+    # A disc in the tangent plane: two axes of sigma, a thin one along the normal.
+    helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    t1 = np.cross(normals, helper)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    t2 = np.cross(normals, t1)
+    R = torch.from_numpy(np.stack([t1, t2, normals], axis=-1))
+    log_sigma = np.log(sigma)
+    log_scales = np.stack([log_sigma, log_sigma, log_sigma + math.log(THIN_FRACTION)], axis=1)
+    logit = math.log(HIDDEN_OPACITY) - math.log1p(-HIDDEN_OPACITY)
+    return dict(
+        means=torch.from_numpy(means).float(),
+        quats=matrix_to_quat(R).float(),
+        log_scales=torch.from_numpy(log_scales).float(),
+        opacity_logits=torch.from_numpy(np.where(used, logit, UNUSED_OPACITY_LOGIT)).float(),
+        sh=rgb_to_sh_dc(torch.from_numpy(colour).float())[:, None, :],
+    )

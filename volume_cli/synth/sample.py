@@ -35,6 +35,9 @@ next_*              as above               the temporal partner, a moment later:
                                            next_input_alpha, next_face_box, next_crop, next_crop_alpha,
                                            next_crop_K, next_crop_R, next_head_center,
                                            next_head_rotation, next_landmarks
+face_landmarks      [478, 3] float64       only with ``return_scene`` and ``crop_source="mediapipe"``
+                                           where a face was found: MediaPipe's (u, v, z) on
+                                           input_image (face.py's units)
 ==================  =====================  ==========================================================
 """
 
@@ -162,7 +165,7 @@ def generate_sample(
         res = renderer.render(scene.meshes, K_in, np.eye(4), width, height, lighting, **shading)
         image, alpha = _composite(rng["degrade"], res, background)
         box = cameras.face_box(K_in, scene.face_points)
-        cam = None
+        cam = face = None
         if crop_source == "mediapipe":
             finder = _face_finder()
             finder._previous_box = None  # unrelated stills: no tracking between samples
@@ -180,9 +183,9 @@ def generate_sample(
             cam, _ = cameras.crop_from_box(K_in, box_used, distance, size)
             crop, source = warp_crop(image, K_in, cam), "truth"
         crop_alpha = warp_crop(alpha, K_in, cam)
-        return scene, image, alpha, box, cam, crop, crop_alpha, source
+        return scene, image, alpha, box, cam, crop, crop_alpha, source, face
 
-    scene, image, alpha, box, cam, crop, crop_alpha, source = frame(R_head, t_head, expression, 0.0)
+    scene, image, alpha, box, cam, crop, crop_alpha, source, face = frame(R_head, t_head, expression, 0.0)
 
     Ks = [cam.K]
     w2c0 = np.eye(4)
@@ -224,7 +227,7 @@ def generate_sample(
         dR = cameras.rotation_ypr(*t.normal(0, TEMPORAL_ROTATION_DEG, 3))
         R2, t2 = R_head @ dR, t_head + t.normal(0, TEMPORAL_SHIFT_M, 3)
         expr2 = next_expression(t, expression)
-        scene2, image2, alpha2, box2, cam2, crop2, crop_alpha2, source2 = frame(R2, t2, expr2, DETECTOR_JITTER)
+        scene2, image2, alpha2, box2, cam2, crop2, crop_alpha2, source2, _ = frame(R2, t2, expr2, DETECTOR_JITTER)
         out.update({
             "next_input_image": image2, "next_input_alpha": alpha2, "next_face_box": box2,
             "next_crop": crop2, "next_crop_alpha": crop_alpha2, "next_crop_K": cam2.K, "next_crop_R": cam2.R,
@@ -236,6 +239,8 @@ def generate_sample(
     out["meta"] = meta
     if return_scene:
         out["scene"] = scene
+        if face is not None:
+            out["face_landmarks"] = face.landmarks
     return out
 
 
