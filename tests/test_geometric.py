@@ -199,7 +199,7 @@ def test_prediction_layout_two_per_pixel_backing_behind(hopper_prediction):
     n = 64 * 64
     hidden = load_head_model().num_vertices + len(load_head_model().edges)  # then the unseen side's splats
     assert g.means.shape == (1, GAUSSIANS_PER_PIXEL * n + hidden, 3) and g.sh.shape == (1, 2 * n + hidden, 1, 3)
-    front, back = g.means[0, :n], g.means[0, n:]
+    front, back = g.means[0, :n], g.means[0, n : 2 * n]
     # Same pixel ray, backing farther along it by BACKING_BEHIND_M (in depth).
     assert torch.allclose(torch.linalg.cross(front, back).norm(dim=-1), torch.zeros(n), atol=1e-6)
     assert torch.allclose(back[:, 2] - front[:, 2], torch.full((n,), geo.BACKING_BEHIND_M), atol=1e-5)

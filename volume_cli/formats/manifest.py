@@ -17,6 +17,9 @@ A sequence folder holds one splat file per converted frame, named by ``frame_fil
     predictor       {name, weights_sha256 (null for weightless predictors)}
     splat_format    "ply" | "splat" | "ply-compressed"
     options         the convert options, free-form
+    head            the clip's fitted head, or null (predictors without the head prior):
+                    {model (the head model file), identity (its identity coefficients, null
+                    for a folder of stills, where each image has its own)}
     complete        false while converting and after an interruption; true once every frame is done
     frames          one record per written file (``FrameRecord``)
     missing         one record per source frame without a face (``MissingRecord``)
@@ -132,6 +135,11 @@ class FrameRecord:
     face_box: list[float] | None  # [x0, y0, x1, y1] pixels in the original image; None when held
     head_center: list[float]  # [3] metres
     distance_m: float  # head distance from the camera, metres
+    # The frame's fitted head (predictors with the head prior), in the VIRTUAL camera's frame:
+    # {ok, reason (when not ok: the frame fell back to the ellipsoid), residual_mm, scale,
+    # rotation [3, 3] and translation_m [3] (virtual = scale * rotation @ head + translation),
+    # expression {ARKit face unit: weight, for weights above 0.01}}; None otherwise.
+    head: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -179,6 +187,7 @@ class SequenceManifest:
     predictor: PredictorInfo
     splat_format: SplatFormat
     options: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable values only
+    head: dict[str, Any] | None = None  # the clip's fitted head (see the module docstring)
     complete: bool = False
     frames: list[FrameRecord] = field(default_factory=list)
     missing: list[MissingRecord] = field(default_factory=list)

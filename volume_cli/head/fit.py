@@ -32,6 +32,11 @@ from volume_cli.head.model import HeadModel
 
 SIGMA_M = 0.008  # landmark noise and model error together: tuned on 16 people outside the evaluation set
 DEPTH_WEIGHT = 0.05
+# ... but the landmarks' mean depth is held to MediaPipe's (to about this, metres): that depth is
+# where convert placed the head, and MediaPipe's own mesh, which the predictor feathers into the
+# fitted head, lies there. Without it a larger head farther away reprojects as well (the 2D
+# terms fix only size over distance) and the two surfaces part by centimetres at their seam.
+CENTROID_SIGMA_M = 0.001
 EXPRESSION_STD = 0.3
 TEMPORAL_STD = 0.15  # how far a face unit's weight moves between consecutive frames
 IDENTITY_FRAMES = 24
@@ -165,6 +170,11 @@ class HeadFitter:
         J[:, 2, 2] = DEPTH_WEIGHT
         return r, J / SIGMA_M
 
+    @staticmethod
+    def _centroid(X: np.ndarray, P: np.ndarray, dX: np.ndarray) -> tuple[float, np.ndarray]:
+        """The mean-depth residual (units of 1) and its gradient over the parameters of dX [l, 3, p]."""
+        return float((X[:, 2].mean() - P[:, 2].mean()) / CENTROID_SIGMA_M), dX[:, 2].mean(0) / CENTROID_SIGMA_M
+
     def _pose_expression(self, f: _Frame, identity: np.ndarray, previous: np.ndarray | None, steps: int) -> None:
         """Gauss-Newton over (rotation, log-scale, translation, expression) for one frame."""
         E = len(self._B)
@@ -179,8 +189,9 @@ class HeadFitter:
             dX = np.concatenate([-_skew(RM), RM[..., None], np.broadcast_to(np.eye(3), (len(RM), 3, 3)),
                                  np.einsum("elc,dc->lde", self._B, f.scale * f.R)], axis=2)  # [l, 3, 7 + E]
             J = np.einsum("lij,ljk->lik", Jx, dX).reshape(-1, 7 + E)
-            H = J.T @ J + np.diag(prior)
-            g = J.T @ r.reshape(-1)
+            rc, Jc = self._centroid(RM + f.t, f.P, dX)
+            H = J.T @ J + np.outer(Jc, Jc) + np.diag(prior)
+            g = J.T @ r.reshape(-1) + Jc * rc
             g[7:] += f.expression / EXPRESSION_STD**2
             if previous is not None:
                 g[7:] += (f.expression - previous) / TEMPORAL_STD**2
@@ -200,8 +211,9 @@ class HeadFitter:
             r, Jx = self._residual(X, f.P)
             dX = np.einsum("klc,dc->ldk", self._A, f.scale * f.R)  # [l, 3, K]
             J = np.einsum("lij,ljk->lik", Jx, dX).reshape(-1, K)
-            H += J.T @ J
-            g += J.T @ r.reshape(-1)
+            rc, Jc = self._centroid(X, f.P, dX)
+            H += J.T @ J + np.outer(Jc, Jc)
+            g += J.T @ r.reshape(-1) + Jc * rc
         return identity - np.linalg.solve(H, g)
 
     def _start(self, P: np.ndarray, identity: np.ndarray, expression: np.ndarray) -> _Frame:

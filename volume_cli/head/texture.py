@@ -10,6 +10,7 @@ sees it (the head model is left-right symmetric), and the nearest vertex that ha
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from volume_cli import camera
@@ -19,6 +20,11 @@ from volume_cli.head.prior import HeadPrior
 # angles its pixel holds the silhouette's background or the neighbouring surface.
 MIN_COSINE = 0.35
 MIN_TEXTURE_WEIGHT = 0.5  # summed cos^2 weight before the clip texture is trusted for a vertex
+# Colours are taken only this far (crop pixels at S = 256) inside the person's outline, where the
+# person's confidence is at least SOLID_PERSON: outline pixels mix in the background (a white
+# wall behind dark hair coloured the whole back of a real head grey).
+INSET_PX = 3.0
+SOLID_PERSON = 0.9
 
 
 def sample_colours(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -41,7 +47,9 @@ def seen_colours(prior: HeadPrior, image: np.ndarray, K: np.ndarray, person: np.
     cos = -(ray * prior.vertex_normals).sum(1)
     s = image.shape[0]
     px = np.clip(np.floor(pixels).astype(np.int64), 0, s - 1)
-    on_person = person[px[:, 1], px[:, 0]] > 0.5
+    solid = (person >= SOLID_PERSON).astype(np.uint8)
+    inside = cv2.distanceTransform(solid, cv2.DIST_L2, 3) > INSET_PX * s / 256.0
+    on_person = inside[px[:, 1], px[:, 0]]
     weight = np.where(prior.visible & on_person & (cos > MIN_COSINE), cos**2, 0.0)
     return sample_colours(image, pixels), weight
 
