@@ -187,8 +187,8 @@ class HeadFitter:
             # dX / d(params): rotation (left perturbation) -[sRM]x, log-scale sRM, translation I,
             # expression s R B_e.
             dX = np.concatenate([-_skew(RM), RM[..., None], np.broadcast_to(np.eye(3), (len(RM), 3, 3)),
-                                 np.einsum("elc,dc->lde", self._B, f.scale * f.R)], axis=2)  # [l, 3, 7 + E]
-            J = np.einsum("lij,ljk->lik", Jx, dX).reshape(-1, 7 + E)
+                                 (self._B @ (f.scale * f.R).T).transpose(1, 2, 0)], axis=2)  # [l, 3, 7 + E]
+            J = np.matmul(Jx, dX).reshape(-1, 7 + E)
             rc, Jc = self._centroid(RM + f.t, f.P, dX)
             H = J.T @ J + np.outer(Jc, Jc) + np.diag(prior)
             g = J.T @ r.reshape(-1) + Jc * rc
@@ -209,8 +209,8 @@ class HeadFitter:
         for f in frames:
             X = f.scale * self._shape(identity, f.expression) @ f.R.T + f.t
             r, Jx = self._residual(X, f.P)
-            dX = np.einsum("klc,dc->ldk", self._A, f.scale * f.R)  # [l, 3, K]
-            J = np.einsum("lij,ljk->lik", Jx, dX).reshape(-1, K)
+            dX = (self._A @ (f.scale * f.R).T).transpose(1, 2, 0)  # [l, 3, K]
+            J = np.matmul(Jx, dX).reshape(-1, K)
             rc, Jc = self._centroid(X, f.P, dX)
             H += J.T @ J + np.outer(Jc, Jc)
             g += J.T @ r.reshape(-1) + Jc * rc

@@ -118,7 +118,7 @@ def save_head_model(path: Path, model: HeadModel, provenance: dict) -> None:
 @functools.lru_cache(maxsize=2)
 def load_head_model(path: Path = DEFAULT_HEAD_MODEL) -> HeadModel:
     """Read the head model file (cached per path)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -140,7 +140,7 @@ def load_head_model(path: Path = DEFAULT_HEAD_MODEL) -> HeadModel:
             landmark_spread_m=t["landmark_spread_m"].astype(np.float64),
             landmark_reliable=t["landmark_reliable"].astype(bool),
         )
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, SafetensorError) as exc:
         raise HeadModelError(f"{path} is not a head model file: {exc}") from exc
     V = len(model.mean)
     if (model.identity_basis.shape[1:] != (V, 3) or model.expression_basis.shape[1:] != (V, 3)
