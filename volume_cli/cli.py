@@ -387,6 +387,10 @@ def bench(
     for stage, fps in result["stages_fps"].items():
         print(f"  {stage:<12}{fps:>8.1f} frames/s")
     print(f"  {'end to end':<12}{result['end_to_end_fps']:>8.1f} frames/s  (stages overlapped)")
+    if "head_ms" in result:
+        h = result["head_ms"]
+        print(f"  head fit {h['fit_per_frame']:.1f} ms/frame, its prior in the crop {h['prior_per_frame']:.1f} ms/frame, "
+              f"the clip's identity {h['identity_per_clip']:.0f} ms (on the decode thread in convert)")
     for name, value in result["render"].items():
         print(f"  render {name:<20}{value:>8.1f} {'x' if 'speedup' in name else 'ms'}")
     for name, value in result.get("train_step", {}).items():

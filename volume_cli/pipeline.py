@@ -76,6 +76,7 @@ class ConvertSettings:
     predictor: str = "geometric"
     smoothing_frames: float = 2.0  # head track (crop aim and distance), sigma in frames
     landmark_smoothing_frames: float = 1.0  # face-mesh landmarks of a video, sigma in frames
+    head_smoothing_frames: float = 2.0  # the fitted head's pose and expression, sigma in frames
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -121,11 +122,14 @@ class _Tracked:
         return FaceObservation(box=self.box, landmarks=store[self.slot])
 
 
-def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkStore, K: np.ndarray, video: bool):
-    """The clip's whole head (volume_cli.head) for a predictor that uses it, else None: a video's
-    identity is fitted to frames spread over it; a folder of stills fits each image alone."""
+def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkStore, K: np.ndarray, video: bool,
+                settings: ConvertSettings):
+    """(The clip's whole head (volume_cli.head) for a predictor that uses it, else None; a video's
+    smoothed fit per source frame index, in the original camera's frame). A video's identity is
+    fitted to frames spread over it, then every frame's pose and expression in order, smoothed
+    over time like the track; a folder of stills fits each image alone, in pass 2."""
     if not getattr(predictor, "use_head", False):
-        return None
+        return None, {}
     from volume_cli.face import landmarks_to_camera
     from volume_cli.head.fit import IDENTITY_FRAMES
     from volume_cli.head.model import load_head_model
@@ -133,11 +137,15 @@ def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkSt
     from volume_cli.predictors.geometric import mesh_depth_rasterizer
 
     head = HeadTrack(load_head_model(), mesh_depth_rasterizer(), clip=video)
-    if video:
-        found = [t for t in tracked if t.slot is not None]
-        pick = np.unique(np.linspace(0, len(found) - 1, min(IDENTITY_FRAMES, len(found))).round().astype(int))
-        head.fit_identity([landmarks_to_camera(found[i].face(store), K, found[i].head) for i in pick])
-    return head
+    if not video:
+        return head, {}
+    found = [t for t in tracked if t.slot is not None]
+    metric = lambda t: landmarks_to_camera(t.face(store), K, t.head)  # noqa: E731 [478, 3], read from disk
+    pick = np.unique(np.linspace(0, len(found) - 1, min(IDENTITY_FRAMES, len(found))).round().astype(int))
+    head.fit_identity([metric(found[i]) for i in pick])
+    # One frame's landmarks at a time (memory stays flat in the clip's length); a fit is ~60 numbers.
+    fits = head.fit_frames((metric(t) for t in found), settings.head_smoothing_frames)
+    return head, {t.index: f for t, f in zip(found, fits)}
 
 
 def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.ndarray:
@@ -293,7 +301,7 @@ def convert(
     with LandmarkStore(_scratch_dir(out)) as store:
         t0 = time.perf_counter()
         tracked = track(source, K, settings, progress, store)
-        head = _head_track(predictor, tracked, store, K, source.kind == "video")
+        head, head_fits = _head_track(predictor, tracked, store, K, source.kind == "video", settings)
         if head is not None:
             header["head"] = head.header()
         stage = {"track": time.perf_counter() - t0}
@@ -348,7 +356,12 @@ def convert(
                 if t is None or t.index not in todo:
                     continue
                 fc = frame_crop(frame.image, K, t.face(store), t.head, settings.size)
-                prior, record = head.prior(fc.landmarks, fc.cam.K, settings.size) if head is not None else (None, None)
+                if head is None:
+                    prior, record = None, None
+                elif t.index in head_fits:  # a video: its smoothed fit, turned into the crop's frame
+                    prior, record = head.prior_of(head_fits[t.index].in_frame(fc.cam.R), fc.cam.K, settings.size)
+                else:
+                    prior, record = head.prior(fc.landmarks, fc.cam.K, settings.size)
                 yield t, fc, prior, record
 
         try:

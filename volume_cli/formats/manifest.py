@@ -359,7 +359,9 @@ def _check_shape(value: list, shape: tuple[int, ...], where: str) -> None:
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
-    """A manifest dataclass from parsed JSON, recursing into nested records; every field is required."""
+    """A manifest dataclass from parsed JSON, recursing into nested records; every field is
+    required but the optional ones (default None: ``head``, which older files and predictors
+    without the head prior do not write)."""
     prefix = f"{where}." if where else ""
     if not isinstance(data, dict):
         raise ValueError(f"{where} must be an object, got {data!r:.80}")
@@ -367,6 +369,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
+            if f.default is None:
+                continue
             raise ValueError(f"missing field '{prefix}{f.name}'")
         value, hint = data[f.name], hints[f.name]
         if is_dataclass(hint):

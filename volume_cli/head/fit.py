@@ -24,6 +24,7 @@ cartoon) comes back with ``ok=False`` and a reason; the predictor uses the ellip
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,11 @@ class HeadFit:
     ok: bool = True
     reason: str = ""
 
+    def in_frame(self, R_cam: np.ndarray) -> "HeadFit":
+        """The same head seen from a camera turned by R_cam [3, 3] about the same centre (the
+        original camera -> a crop's virtual camera: ``x_virtual = R_cam @ x``)."""
+        return dataclasses.replace(self, R=R_cam @ self.R, t=R_cam @ self.t)
+
     def vertices(self, model: HeadModel) -> np.ndarray:
         """The posed head's vertices [V, 3] in the landmarks' camera frame."""
         return self.scale * model.vertices(self.identity, self.expression) @ self.R.T + self.t
@@ -78,6 +84,25 @@ class HeadFit:
             "rotation": np.round(self.R, 6).tolist(), "translation_m": np.round(self.t, 6).tolist(),
             "expression": {n: round(float(w), 4) for n, w in zip(model.expression_names, self.expression) if w > 0.01},
         }
+
+
+def smooth_fits(fits: list[HeadFit], sigma_frames: float) -> list[HeadFit]:
+    """Frame-by-frame fits of one clip (consecutive frames, refused ones included) smoothed with a
+    centred Gaussian of ``sigma_frames``: pose (rotations averaged, then the nearest rotation),
+    scale and expression; refused frames neither move nor pull their neighbours. MediaPipe's
+    landmarks jitter from frame to frame, and the whole head would follow them."""
+    from volume_cli.face import _centred_average
+
+    packed = [np.concatenate([f.R.ravel(), f.t, [f.scale], f.expression]) if f.ok else None for f in fits]
+    out = []
+    for f, p in zip(fits, _centred_average(packed, sigma_frames)):
+        if p is None:
+            out.append(f)
+            continue
+        U, _, Vt = np.linalg.svd(p[:9].reshape(3, 3))
+        R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+        out.append(dataclasses.replace(f, R=R, t=p[9:12], scale=float(p[12]), expression=np.clip(p[13:], 0.0, 1.0)))
+    return out
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -54,12 +54,27 @@ def seen_colours(prior: HeadPrior, image: np.ndarray, K: np.ndarray, person: np.
     return sample_colours(image, pixels), weight
 
 
+# The unseen side's colours change from frame to frame as the seen side moves (what the mirror or
+# the nearest seen vertex shows); a clip keeps an exponential average with this weight for the new
+# frame, so the back of a head does not flicker (about 0.1 s at 30 fps to follow a change).
+HIDDEN_COLOUR_UPDATE = 0.25
+
+
 class ClipTexture:
-    """Per-vertex colour accumulated over a clip's frames."""
+    """Per-vertex colour accumulated over a clip's frames, and the unseen side's colours as shown."""
 
     def __init__(self, num_vertices: int) -> None:
         self._sum = np.zeros((num_vertices, 3))
         self._weight = np.zeros(num_vertices)
+        self._shown: np.ndarray | None = None
+
+    def steady(self, colours: np.ndarray) -> np.ndarray:
+        """This frame's unseen-side colours [N, 3] blended into the ones shown last frame."""
+        if self._shown is None or self._shown.shape != colours.shape:
+            self._shown = colours.copy()
+        else:
+            self._shown += HIDDEN_COLOUR_UPDATE * (colours - self._shown)
+        return self._shown.copy()
 
     def add(self, colours: np.ndarray, weights: np.ndarray) -> None:
         self._sum += colours * weights[:, None]

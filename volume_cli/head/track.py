@@ -6,11 +6,11 @@ the geometric predictor one per still it is given without a clip's prior.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from volume_cli.head.fit import IDENTITY_FRAMES, HeadFitter
+from volume_cli.head.fit import IDENTITY_FRAMES, HeadFit, HeadFitter, smooth_fits
 from volume_cli.head.model import HeadModel
 from volume_cli.head.prior import HeadPrior, head_prior
 from volume_cli.head.texture import ClipTexture
@@ -34,11 +34,21 @@ class HeadTrack:
         pick = np.unique(np.linspace(0, len(landmark_sets) - 1, min(IDENTITY_FRAMES, len(landmark_sets))).round().astype(int))
         self.fitter.fit_identity([landmark_sets[i] for i in pick])
 
+    def fit_frames(self, landmark_sets: Iterable[np.ndarray], sigma_frames: float) -> list[HeadFit]:
+        """Every frame of the clip fitted in order ([478, 3] landmarks each, one camera frame for
+        all) and smoothed over time (``smooth_fits``)."""
+        fits = [self.fitter.fit_frame(lm) for lm in landmark_sets]
+        return smooth_fits(fits, sigma_frames) if sigma_frames > 0 else fits
+
     def prior(self, landmarks: np.ndarray, K: np.ndarray, size: int) -> tuple[HeadPrior | None, dict]:
         """The next frame's head from its crop's landmarks [478, 3] (crop frame) seen through the
         crop camera K [3, 3] at S = size: (the prior, None where the fit is refused; the fit's
         record for sequence.json)."""
         fit = self.fitter.fit_frame(landmarks) if self.clip else self.fitter.fit_still(landmarks)
+        return self.prior_of(fit, K, size)
+
+    def prior_of(self, fit: HeadFit, K: np.ndarray, size: int) -> tuple[HeadPrior | None, dict]:
+        """A fit already made (posed in the crop's frame) seen through K at S = size, as ``prior``."""
         record = fit.as_json(self.model)
         if not fit.ok:
             return None, record

@@ -99,6 +99,7 @@ HIDDEN_OPACITY = 0.98
 HIDDEN_OPAQUE_PERSON = 0.95
 HIDDEN_REACH_SIGMAS = 3.0
 HIDDEN_BEHIND_M = 0.01
+HIDDEN_FADE_M = 0.01
 
 
 @functools.lru_cache(maxsize=1)
@@ -473,7 +474,7 @@ def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, 
     normals = np.tile([0.0, 0.0, -1.0], (slots, 1))
     sigma = np.full(slots, 1e-3)
     colour = np.zeros((slots, 3))
-    used = np.zeros(slots, bool)
+    fade = np.zeros(slots)  # opacity factor: 0 unused, 1 fully there
     if prior is not None:
         model = load_head_model()
         edges = model.edges
@@ -483,6 +484,8 @@ def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, 
             texture.add(seen, weights)  # after use: a frame's own view is in ``seen`` already
         means, normals, visible = subdivided(prior, edges, K)
         colour = np.concatenate([vertex_colour, 0.5 * (vertex_colour[edges[:, 0]] + vertex_colour[edges[:, 1]])])
+        if texture is not None:
+            colour = texture.steady(colour)
         # Spacing: half the mean length of a vertex's edges (subdivision halves them); a midpoint
         # takes its edge's half length.
         length = np.linalg.norm(prior.vertices[edges[:, 0]] - prior.vertices[edges[:, 1]], axis=1)
@@ -497,8 +500,10 @@ def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, 
         # of the splats' typical reach.
         reach = int(np.ceil(HIDDEN_REACH_SIGMAS * np.median(sigma_px)))
         farthest = cv2.dilate(depth.astype(np.float32), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
-        behind = means[:, 2] > farthest[px[:, 1], px[:, 0]] + BACKING_BEHIND_M + HIDDEN_BEHIND_M
-        used = ~visible & behind & (person[px[:, 1], px[:, 0]] >= HIDDEN_OPAQUE_PERSON)
+        # Soft edges (over HIDDEN_FADE_M behind the limit), so a splat near it fades in and out
+        # as the head moves instead of popping.
+        behind = np.clip((means[:, 2] - farthest[px[:, 1], px[:, 0]] - BACKING_BEHIND_M - HIDDEN_BEHIND_M) / HIDDEN_FADE_M, 0.0, 1.0)
+        fade = behind * (~visible & (person[px[:, 1], px[:, 0]] >= HIDDEN_OPAQUE_PERSON))
     # A disc in the tangent plane: two axes of sigma, a thin one along the normal.
     helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
     t1 = np.cross(normals, helper)
@@ -507,11 +512,12 @@ def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, 
     R = torch.from_numpy(np.stack([t1, t2, normals], axis=-1))
     log_sigma = np.log(sigma)
     log_scales = np.stack([log_sigma, log_sigma, log_sigma + math.log(THIN_FRACTION)], axis=1)
-    logit = math.log(HIDDEN_OPACITY) - math.log1p(-HIDDEN_OPACITY)
+    opacity = np.clip(HIDDEN_OPACITY * fade, 1e-6, HIDDEN_OPACITY)
+    logits = np.where(fade > 0, np.log(opacity) - np.log1p(-opacity), UNUSED_OPACITY_LOGIT)
     return dict(
         means=torch.from_numpy(means).float(),
         quats=matrix_to_quat(R).float(),
         log_scales=torch.from_numpy(log_scales).float(),
-        opacity_logits=torch.from_numpy(np.where(used, logit, UNUSED_OPACITY_LOGIT)).float(),
+        opacity_logits=torch.from_numpy(logits).float(),
         sh=rgb_to_sh_dc(torch.from_numpy(colour).float())[:, None, :],
     )
