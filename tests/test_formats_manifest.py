@@ -77,7 +77,7 @@ def test_manifest_json_layout():
     data = json.loads(make_manifest(SplatFormat.ply_compressed).to_json())
     assert list(data) == [
         "format", "version", "tool", "created", "source", "image_size", "intrinsics", "crop_size",
-        "coordinates", "predictor", "splat_format", "options", "complete", "frames", "missing",
+        "coordinates", "predictor", "splat_format", "options", "head", "complete", "frames", "missing",
     ]  # fmt: skip
     assert (data["format"], data["version"]) == ("volume-sequence", 1)
     assert (data["splat_format"], data["complete"]) == ("ply-compressed", False)
@@ -88,10 +88,24 @@ def test_manifest_json_layout():
     assert list(data["predictor"]) == ["name", "weights_sha256"]
     assert list(data["frames"][0]) == [
         "index", "file", "time_s", "num_splats", "status", "rotation", "virtual_K", "face_box", "head_center", "distance_m",
+        "head",
     ]  # fmt: skip
     assert data["frames"][0]["file"] == "frame_000000.compressed.ply"
     assert data["frames"][1]["face_box"] is None
     assert list(data["missing"][0]) == ["index", "time_s", "action"]
+
+
+def test_manifest_without_the_optional_head_fields_reads():
+    """Files written before the head prior (and by predictors without it) have no "head" keys."""
+    data = json.loads(make_manifest().to_json())
+    del data["head"]
+    for frame in data["frames"]:
+        del frame["head"]
+    manifest = SequenceManifest.from_dict(data)
+    assert manifest.head is None and manifest.frames[0].head is None
+    del data["options"]  # a required field is still required
+    with pytest.raises(ValueError, match="missing field 'options'"):
+        SequenceManifest.from_dict(data)
 
 
 def test_manifest_round_trip(tmp_path):
