@@ -9,6 +9,7 @@ does not see carry the side of the head the input view cannot show.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,15 +29,16 @@ class HeadPrior:
     """The fitted head in one S x S crop camera (camera frame of the crop, metres).
 
     depth [S, S] float64 z of the head surface, +inf off it; normals [S, S, 3] unit, facing the
-    camera (zero off the head); shell_depth [S, S] the hair shell's z, +inf off it;
+    camera (zero off the head; computed when first asked for: the geometric predictor does not
+    need them); shell_depth [S, S] the hair shell's z, +inf off it; K [3, 3] the crop camera;
     vertices [V, 3] and vertex_normals [V, 3] (outward) the posed head (shell for scalp vertices:
     what is seen of the back of a head is its hair); skin_vertices [V, 3] the head itself;
     visible [V] bool, seen by the crop camera; fit: the frame's HeadFit.
     """
 
     depth: np.ndarray
-    normals: np.ndarray
     shell_depth: np.ndarray
+    K: np.ndarray
     vertices: np.ndarray
     vertex_normals: np.ndarray
     skin_vertices: np.ndarray
@@ -46,6 +48,10 @@ class HeadPrior:
     @property
     def head_mask(self) -> np.ndarray:
         return np.isfinite(self.depth)
+
+    @functools.cached_property
+    def normals(self) -> np.ndarray:
+        return depth_normals(self.depth, self.K)
 
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -93,7 +99,7 @@ def head_prior(model: HeadModel, fit: HeadFit, K: np.ndarray, size: int, rasteri
     shell = skin + normals * (HAIR_SHELL_M * fit.scale * model.scalp)[:, None]
     depth = rasterize_depth(camera.project(K, skin), skin[:, 2], model.triangles, size)
     shell_depth = rasterize_depth(camera.project(K, shell), shell[:, 2], model.triangles, size)
-    return HeadPrior(depth=depth, normals=depth_normals(depth, K), shell_depth=shell_depth,
+    return HeadPrior(depth=depth, shell_depth=shell_depth, K=K,
                      vertices=shell, vertex_normals=normals, skin_vertices=skin, visible=seen_by_camera(skin, depth, K), fit=fit)
 
 

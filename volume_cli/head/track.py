@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from volume_cli.head.fit import IDENTITY_FRAMES, HeadFit, HeadFitter, smooth_fits
+from volume_cli.head.fit import HeadFit, HeadFitter, smooth_fits
 from volume_cli.head.model import HeadModel
 from volume_cli.head.prior import HeadPrior, head_prior
 from volume_cli.head.texture import ClipTexture
@@ -31,8 +31,7 @@ class HeadTrack:
     def fit_identity(self, landmark_sets: list[np.ndarray]) -> None:
         """The clip's identity from its frames' metric landmarks ([478, 3] each; at most
         IDENTITY_FRAMES of them, spread evenly over the clip, are used)."""
-        pick = np.unique(np.linspace(0, len(landmark_sets) - 1, min(IDENTITY_FRAMES, len(landmark_sets))).round().astype(int))
-        self.fitter.fit_identity([landmark_sets[i] for i in pick])
+        self.fitter.fit_identity(landmark_sets)
 
     def fit_frames(self, landmark_sets: Iterable[np.ndarray], sigma_frames: float) -> list[HeadFit]:
         """Every frame of the clip fitted in order ([478, 3] landmarks each, one camera frame for
