@@ -289,3 +289,17 @@ def test_convert_records_the_head_and_falls_back_where_the_fit_is_refused(tmp_pa
     assert manifest["complete"] and len(manifest["frames"]) == 3
     assert all(not f["head"]["ok"] and "mm from the fitted head" in f["head"]["reason"] for f in manifest["frames"])
     assert all(a > b for a, b in zip(ok_splats, [f["num_splats"] for f in manifest["frames"]]))  # no unseen side
+
+
+@needs_real
+def test_convert_without_the_head_model_file_is_a_one_line_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from volume_cli.cli import app
+    from volume_cli.head import model as model_module
+
+    monkeypatch.setattr(model_module, "DEFAULT_HEAD_MODEL", tmp_path / "gone.safetensors")
+    result = CliRunner().invoke(app, ["convert", str(SELFIE), "-o", str(tmp_path / "out"), "--max-frames", "1"])
+    assert result.exit_code == 1
+    assert "no head model" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

@@ -152,6 +152,7 @@ def convert(
     Example: volume convert talk.mp4 -o splats/ --max-frames 100
     """
     from volume_cli import pipeline
+    from volume_cli.head.model import HeadModelError
     from volume_cli.predictors import load_predictor
     from volume_cli.predictors.unet import WeightsError
     from volume_cli.progress import RichProgress, silence_native_stderr, warn
@@ -183,7 +184,7 @@ def convert(
                 src, output, model, settings, device=run_device, batch_size=batch_size,
                 overwrite=overwrite, resume=resume, progress=progress,
             )
-    except (InputError, WeightsError) as e:
+    except (InputError, WeightsError, HeadModelError) as e:
         raise fail(str(e))
     except OSError as e:  # the output folder cannot be written: permissions, disk full, ...
         raise fail(os_error_message(e, output))

@@ -115,12 +115,15 @@ def save_head_model(path: Path, model: HeadModel, provenance: dict) -> None:
     tmp.replace(path)
 
 
+def load_head_model(path: Path | None = None) -> HeadModel:
+    """Read the head model file (default weights/head_model.safetensors; cached per path)."""
+    return _load(Path(path) if path is not None else DEFAULT_HEAD_MODEL)
+
+
 @functools.lru_cache(maxsize=2)
-def load_head_model(path: Path = DEFAULT_HEAD_MODEL) -> HeadModel:
-    """Read the head model file (cached per path)."""
+def _load(path: Path) -> HeadModel:
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
     if not path.is_file():
         raise HeadModelError(f"no head model at {path}; make it with `python -m volume_cli.head.build`")
     try:
