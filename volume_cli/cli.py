@@ -122,8 +122,8 @@ def main(
 
 @app.command()
 def convert(
-    source: Annotated[Path, typer.Argument(help="Video file, image, or folder of images.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write frame_NNNNNN.ply and sequence.json into.", show_default=False)],
+    source: Annotated[list[str], typer.Argument(help="Video file, image, or folder of images. Several (or @FILE, a file of paths, one a line): each is converted into its own folder under -o, named after the clip.", show_default=False, metavar="SOURCE")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write frame_NNNNNN.ply and sequence.json into (with several clips: the folder their folders go into).", show_default=False)],
     fov: Annotated[Optional[float], typer.Option(help="Camera field of view across the longer image side, degrees. [default: 65, a typical webcam]")] = None,
     focal: Annotated[Optional[float], typer.Option(help="Camera focal length in pixels (overrides --fov).")] = None,
     size: Annotated[int, typer.Option(help="Side of the square head crop in pixels; two splats per crop pixel before pruning.", min=64, max=1024)] = 256,
@@ -138,19 +138,34 @@ def convert(
     batch_size: Annotated[int, typer.Option(help="Crops per predictor call.", min=1)] = 8,
     on_missing: Annotated[OnMissing, typer.Option(help="Frames with no face: skip (write nothing), hold (repeat the previous frame's splats), fail (stop before writing anything).")] = OnMissing.skip,
     overwrite: Annotated[bool, typer.Option(help="Replace the splats and sequence.json in a non-empty output folder.")] = False,
-    resume: Annotated[bool, typer.Option(help="Finish an interrupted run into the same folder (same input and options).")] = False,
+    resume: Annotated[bool, typer.Option(help="Finish an interrupted run into the same folder (same input and options); with several clips, each clip's own folder.")] = False,
+    jobs: Annotated[int, typer.Option(help="With several clips: how many to convert at a time on this machine (each in its own process).", min=1)] = 1,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show MediaPipe's own log lines on stderr.")] = False,
 ) -> None:
     """Convert a video (or images) into a folder of per-frame Gaussian splats.
 
+    Several clips (volume convert a.mp4 b.mp4 -o DIR, or @list.txt) each get DIR/<clip name>
+    (the same name twice: name-2, ...); --jobs N converts N at a time. One line per clip on stderr
+    (or with --json one object listing each clip's result or error); exit 0 when every clip
+    converted, 1 when any failed (the others finish regardless), 130 when interrupted.
+
     Ctrl-C or SIGTERM stops cleanly: the files in flight are finished, sequence.json lists what is
     on disk, exit 130 (with --json stdout still gets one object, "complete": false); run the same
     command with --resume to finish.
 
     Example: volume convert talk.mp4 -o splats/ --max-frames 100
+
+    Example: volume convert @calls.txt -o splats/ --jobs 2 --json
     """
+    if len(source) > 1 or source[0].startswith("@"):
+        child = _convert_options(fov=fov, focal=focal, size=size, start=start, end=end, every=every, max_frames=max_frames,
+                                 format=format.value, predictor=predictor.value, weights=weights, device=device.value,
+                                 batch_size=batch_size, on_missing=on_missing.value, overwrite=overwrite, resume=resume)
+        _convert_many(source, output, child, jobs, as_json=as_json, quiet=quiet)
+        return
+    source = Path(source[0])
     from volume_cli import pipeline
     from volume_cli.head.model import HeadModelError
     from volume_cli.predictors import load_predictor
@@ -217,6 +232,51 @@ def convert(
              + (f", {report.frames_resumed} from the earlier run" if report.frames_resumed else "")
              + f") in {report.seconds:.1f} s, {fps:.1f} frames/s"]
     emit(result, as_json, lines)
+
+
+def _convert_options(**options) -> list[str]:
+    """The single-clip convert options of a batch, as a clip's own command line takes them."""
+    args = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def _convert_many(items: list[str], output: Path, child_args: list[str], jobs: int, *, as_json: bool, quiet: bool) -> None:
+    from volume_cli.batch.clips import EXIT_INTERRUPTED, BatchInputError, convert_clips, expand_sources, output_folders
+
+    try:
+        sources = expand_sources(items)
+    except BatchInputError as e:
+        raise fail(str(e))
+    folders = output_folders(sources, output)
+
+    def report(r, done: int, total: int) -> None:
+        if quiet or as_json:
+            return
+        if r.ok:
+            frames = (r.summary or {}).get("frames_written", "?")
+            print(f"[{done}/{total}] {r.source} -> {r.output}: {frames} frames", file=sys.stderr)
+        else:
+            print(f"[{done}/{total}] {r.source}: {'interrupted' if r.exit_code == EXIT_INTERRUPTED else 'failed'}: {r.error}", file=sys.stderr)
+
+    with sigterm_as_interrupt():
+        results, interrupted = convert_clips(list(zip(sources, folders)), child_args, jobs, on_done=report)
+    converted = sum(r.ok for r in results)
+    failed = sum(1 for r in results if r.exit_code not in (0, None, EXIT_INTERRUPTED))
+    summary = {"output": str(output), "clips": [r.as_json() for r in results], "converted": converted, "failed": failed,
+               "complete": converted == len(results)}
+    lines = [f"Converted {converted} of {len(results)} clips into {output}" + (f"; {failed} failed" if failed else "")
+             + ("; interrupted (run the same command with --resume to finish)" if interrupted else "")]
+    emit(summary, as_json, lines)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if failed or converted < len(results):
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command()
