@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from volume_cli.face import NUM_LANDMARKS
-from volume_cli.head.model import DEFAULT_HEAD_MODEL, HeadModel, save_head_model
+from volume_cli.head.model import DEFAULT_HEAD_MODEL, RELIABLE_SPREAD_M, HeadModel, save_head_model
 
 NECK_CUT_Y_M = 0.56  # rest height of the cut: the neck down to just above the collar
 IDENTITY_SAMPLES = 1500
 IDENTITY_COMPONENTS = 40
 CORRESPONDENCE_SAMPLES = 240
-RELIABLE_SPREAD_M = 0.004
 RELIABLE_HIT_FRACTION = 0.8
 BUILD_RUN_SEED = 0x4EAD  # its own people: neither a training run's nor the evaluation's
 LEFT_OUT_UNITS = ("eyeLook", "tongueOut")

@@ -26,6 +26,9 @@ import numpy as np
 from volume_cli.face import NUM_LANDMARKS
 
 DEFAULT_HEAD_MODEL = Path(__file__).resolve().parents[2] / "weights" / "head_model.safetensors"
+# A landmark whose lifted point wanders less than this over people and poses is "reliable"
+# (head/build.py); the fit weights the others by (this / their spread)^2.
+RELIABLE_SPREAD_M = 0.004
 
 
 class HeadModelError(RuntimeError):
