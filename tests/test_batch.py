@@ -69,3 +69,16 @@ def test_jobs_2_writes_the_same_folders_as_one_at_a_time(tmp_path):
         files = sorted(p.name for p in one.glob("frame_*"))
         assert files and files == sorted(p.name for p in two.glob("frame_*"))
         assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+
+
+@needs_real
+def test_looped_clip_for_the_memory_benchmark_plays_back_and_forth(tmp_path):
+    from volume_cli.evaluate.memory import looped_clip
+    from volume_cli.video import open_source
+
+    out = looped_clip(SELFIE, 0.1, tmp_path / "loop.mp4")  # 6 s at 30 fps: 180 frames, past one 142-frame cycle
+    frames = [f.image.astype(int) for f in open_source(out)]
+    source = [f.image.astype(int) for f in open_source(SELFIE)]
+    assert len(frames) == 180
+    # frame 71 is the source's last; 72 steps back to its 70th, not a jump to its first
+    assert abs(frames[72] - source[70]).mean() < abs(frames[72] - source[0]).mean()

@@ -7,6 +7,7 @@ mesh's own vertices; the hidden-side splats against the input view they must not
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -303,3 +304,28 @@ def test_convert_without_the_head_model_file_is_a_one_line_error(tmp_path, monke
     assert result.exit_code == 1
     assert "no head model" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_packed_clip_fits_smooth_as_the_reference_does():
+    from volume_cli.head.fit import smooth_fits
+    from volume_cli.head.track import PackedFits
+
+    rng = np.random.default_rng(5)
+    fitter = HeadFitter(MODEL)
+    identity, expression = zeros()
+    fits = []
+    for k in range(12):  # a head turning, with noise; frame 5 refused
+        R = rotation_from_vector(np.array([0.0, 0.05 * k, 0.0]) + rng.normal(0, 0.01, 3)) @ POSE_R
+        fits.append(fitter.fit_frame(landmarks_of(identity, expression, R=R)))
+    fits[5] = dataclasses.replace(fits[5], ok=False, reason="test")
+    packed = PackedFits(fitter.identity, len(MODEL.expression_names))
+    for f in fits:
+        packed.append(f)
+    packed.smooth(2.0)
+    for k, ref in enumerate(smooth_fits(fits, 2.0)):
+        got = packed.fit(k)
+        assert got.ok == ref.ok and got.reason == ref.reason
+        np.testing.assert_allclose(got.R, ref.R, atol=1e-5)  # float32 storage
+        np.testing.assert_allclose(got.t, ref.t, atol=1e-6)
+        np.testing.assert_allclose(got.expression, ref.expression, atol=1e-5)
+    assert rotation_error_deg(packed.fit(6).R, fits[6].R) > 0.01  # it did smooth

@@ -124,12 +124,13 @@ class _Tracked:
 
 def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkStore, K: np.ndarray, video: bool,
                 settings: ConvertSettings):
-    """(The clip's whole head (volume_cli.head) for a predictor that uses it, else None; a video's
-    smoothed fit per source frame index, in the original camera's frame). A video's identity is
+    """(The clip's whole head (volume_cli.head) for a predictor that uses it, else None; for a
+    video, which row of the packed fits each source frame index is; the smoothed fits, in the
+    original camera's frame, packed: head.track.PackedFits). A video's identity is
     fitted to frames spread over it, then every frame's pose and expression in order, smoothed
     over time like the track; a folder of stills fits each image alone, in pass 2."""
     if not getattr(predictor, "use_head", False):
-        return None, {}
+        return None, {}, None
     from volume_cli.face import landmarks_to_camera
     from volume_cli.head.fit import IDENTITY_FRAMES
     from volume_cli.head.model import load_head_model
@@ -138,14 +139,14 @@ def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkSt
 
     head = HeadTrack(load_head_model(), mesh_depth_rasterizer(), clip=video)
     if not video:
-        return head, {}
+        return head, {}, None
     found = [t for t in tracked if t.slot is not None]
     metric = lambda t: landmarks_to_camera(t.face(store), K, t.head)  # noqa: E731 [478, 3], read from disk
     pick = np.unique(np.linspace(0, len(found) - 1, min(IDENTITY_FRAMES, len(found))).round().astype(int))
     head.fit_identity([metric(found[i]) for i in pick])
     # One frame's landmarks at a time (memory stays flat in the clip's length); a fit is ~60 numbers.
     fits = head.fit_frames((metric(t) for t in found), settings.head_smoothing_frames)
-    return head, {t.index: f for t, f in zip(found, fits)}
+    return head, {t.index: k for k, t in enumerate(found)}, fits
 
 
 def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.ndarray:
@@ -301,7 +302,7 @@ def convert(
     with LandmarkStore(_scratch_dir(out)) as store:
         t0 = time.perf_counter()
         tracked = track(source, K, settings, progress, store)
-        head, head_fits = _head_track(predictor, tracked, store, K, source.kind == "video", settings)
+        head, head_rows, head_fits = _head_track(predictor, tracked, store, K, source.kind == "video", settings)
         if head is not None:
             header["head"] = head.header()
         stage = {"track": time.perf_counter() - t0}
@@ -358,8 +359,8 @@ def convert(
                 fc = frame_crop(frame.image, K, t.face(store), t.head, settings.size)
                 if head is None:
                     prior, record = None, None
-                elif t.index in head_fits:  # a video: its smoothed fit, turned into the crop's frame
-                    prior, record = head.prior_of(head_fits[t.index].in_frame(fc.cam.R), fc.cam.K, settings.size)
+                elif t.index in head_rows:  # a video: its smoothed fit, turned into the crop's frame
+                    prior, record = head.prior_of(head_fits.fit(head_rows[t.index]).in_frame(fc.cam.R), fc.cam.K, settings.size)
                 else:
                     prior, record = head.prior(fc.landmarks, fc.cam.K, settings.size)
                 yield t, fc, prior, record

@@ -90,7 +90,8 @@ class HeadFit:
 
 def smooth_fits(fits: list[HeadFit], sigma_frames: float) -> list[HeadFit]:
     """Frame-by-frame fits of one clip (consecutive frames, refused ones included) smoothed with a
-    centred Gaussian of ``sigma_frames``: pose (rotations averaged, then the nearest rotation),
+    centred Gaussian of ``sigma_frames`` (the slow reference of ``track.PackedFits.smooth``, which
+    convert runs): pose (rotations averaged, then the nearest rotation),
     scale and expression; refused frames neither move nor pull their neighbours. MediaPipe's
     landmarks jitter from frame to frame, and the whole head would follow them."""
     from volume_cli.face import _centred_average

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from volume_cli.head.fit import HeadFit, HeadFitter, smooth_fits
+from volume_cli.head.fit import HeadFit, HeadFitter
 from volume_cli.head.model import HeadModel
 from volume_cli.head.prior import HeadPrior, head_prior
 from volume_cli.head.texture import ClipTexture
@@ -33,11 +33,15 @@ class HeadTrack:
         IDENTITY_FRAMES of them, spread evenly over the clip, are used)."""
         self.fitter.fit_identity(landmark_sets)
 
-    def fit_frames(self, landmark_sets: Iterable[np.ndarray], sigma_frames: float) -> list[HeadFit]:
+    def fit_frames(self, landmark_sets: Iterable[np.ndarray], sigma_frames: float) -> "PackedFits":
         """Every frame of the clip fitted in order ([478, 3] landmarks each, one camera frame for
-        all) and smoothed over time (``smooth_fits``)."""
-        fits = [self.fitter.fit_frame(lm) for lm in landmark_sets]
-        return smooth_fits(fits, sigma_frames) if sigma_frames > 0 else fits
+        all), kept packed (float32, ~240 bytes a frame: memory stays flat in the clip's length)
+        and smoothed over time (``smooth_fits``'s rule)."""
+        packed = PackedFits(self.fitter.identity, len(self.model.expression_names))
+        for lm in landmark_sets:
+            packed.append(self.fitter.fit_frame(lm))
+        packed.smooth(sigma_frames)
+        return packed
 
     def prior(self, landmarks: np.ndarray, K: np.ndarray, size: int) -> tuple[HeadPrior | None, dict]:
         """The next frame's head from its crop's landmarks [478, 3] (crop frame) seen through the
@@ -57,3 +61,56 @@ class HeadTrack:
         """What sequence.json records of the clip's head."""
         return {"model": "weights/head_model.safetensors",
                 "identity": np.round(self.fitter.identity, 5).tolist() if self.clip else None}
+
+
+class PackedFits:
+    """A clip's per-frame fits as one float32 array [F, 9 + 3 + 1 + E] (rotation, translation,
+    scale, face units) with ok flags, residuals and the refusal reasons; ``fit(i)`` is frame i."""
+
+    def __init__(self, identity: np.ndarray, expressions: int) -> None:
+        self.identity = identity
+        self._rows: list[np.ndarray] = []
+        self._array: np.ndarray | None = None
+        self._ok: list[bool] = []
+        self._residual: list[float] = []
+        self._reasons: dict[int, str] = {}
+        self._width = 13 + expressions
+
+    def append(self, fit: HeadFit) -> None:
+        if not fit.ok:
+            self._reasons[len(self._ok)] = fit.reason
+        self._rows.append(np.concatenate([fit.R.ravel(), fit.t, [fit.scale], fit.expression]).astype(np.float32))
+        self._ok.append(fit.ok)
+        self._residual.append(fit.residual_m)
+
+    def __len__(self) -> int:
+        return len(self._ok)
+
+    def smooth(self, sigma_frames: float) -> None:
+        """Centred Gaussian average over the ok frames (refused ones neither move nor pull)."""
+        a = np.stack(self._rows) if self._rows else np.zeros((0, self._width), np.float32)
+        self._rows = []
+        ok = np.asarray(self._ok, bool)
+        if sigma_frames > 0 and len(a):
+            radius = int(np.ceil(3 * sigma_frames))
+            total = np.zeros_like(a)
+            weight = np.zeros(len(a), np.float32)
+            w_ok = ok.astype(np.float32)
+            for d in range(-radius, radius + 1):
+                k = np.float32(np.exp(-0.5 * (d / sigma_frames) ** 2))
+                lo, hi = max(0, -d), min(len(a), len(a) - d)  # rows i with i + d inside
+                if lo >= hi:
+                    continue
+                total[lo:hi] += k * w_ok[lo + d:hi + d, None] * a[lo + d:hi + d]
+                weight[lo:hi] += k * w_ok[lo + d:hi + d]
+            a = np.where(ok[:, None], total / np.maximum(weight, 1e-12)[:, None], a)
+        self._array = a
+
+    def fit(self, i: int) -> HeadFit:
+        row = self._array[i].astype(np.float64)
+        R = row[:9].reshape(3, 3)
+        if self._ok[i]:  # an average of rotations: the nearest rotation to it
+            U, _, Vt = np.linalg.svd(R)
+            R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+        return HeadFit(identity=self.identity, expression=np.clip(row[13:], 0.0, 1.0), scale=float(row[12]), R=R,
+                       t=row[9:12], residual_m=self._residual[i], ok=self._ok[i], reason=self._reasons.get(i, ""))
