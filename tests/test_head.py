@@ -13,7 +13,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from volume_cli import camera
 from volume_cli.face import NUM_LANDMARKS
@@ -214,12 +213,12 @@ def test_hidden_side_colour_prefers_the_clip_then_the_mirror_then_the_nearest():
     a = int(np.argmax(MODEL.mean[:, 0]))  # a vertex on one side; its mirror is on the other
     seen[MODEL.mirror[a]] = [0.9, 0.1, 0.1]
     weights[MODEL.mirror[a]] = 1.0
-    out = hidden_side_colours(prior, seen, weights, MODEL.mirror, MODEL.edges)
+    out = hidden_side_colours(seen, weights, MODEL.mirror, MODEL.edges)
     np.testing.assert_allclose(out[a], [0.9, 0.1, 0.1])  # the mirror
     tex = ClipTexture(V)
     tex_colours = np.full((V, 3), 0.2)
     tex.add(tex_colours, np.ones(V))
-    out = hidden_side_colours(prior, seen, weights, MODEL.mirror, MODEL.edges, tex.colours())
+    out = hidden_side_colours(seen, weights, MODEL.mirror, MODEL.edges, tex.colours())
     np.testing.assert_allclose(out[a], 0.2)  # the clip's own texture wins
     np.testing.assert_allclose(out[MODEL.mirror[a]], [0.9, 0.1, 0.1])  # what this frame sees stays
 

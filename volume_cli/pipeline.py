@@ -132,7 +132,7 @@ def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkSt
     if not getattr(predictor, "use_head", False):
         return None, {}, None
     from volume_cli.face import landmarks_to_camera
-    from volume_cli.head.fit import IDENTITY_FRAMES
+    from volume_cli.head.fit import identity_frames
     from volume_cli.head.model import load_head_model
     from volume_cli.head.track import HeadTrack
     from volume_cli.predictors.geometric import mesh_depth_rasterizer
@@ -142,8 +142,8 @@ def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkSt
         return head, {}, None
     found = [t for t in tracked if t.slot is not None]
     metric = lambda t: landmarks_to_camera(t.face(store), K, t.head)  # noqa: E731 [478, 3], read from disk
-    pick = np.unique(np.linspace(0, len(found) - 1, min(IDENTITY_FRAMES, len(found))).round().astype(int))
-    head.fit_identity([metric(found[i]) for i in pick])
+    # Only the frames the identity is fitted to are read for it (fit_identity would pick the same).
+    head.fit_identity([metric(found[i]) for i in identity_frames(len(found))])
     # One frame's landmarks at a time (memory stays flat in the clip's length); a fit is ~60 numbers.
     fits = head.fit_frames((metric(t) for t in found), settings.head_smoothing_frames)
     return head, {t.index: k for k, t in enumerate(found)}, fits

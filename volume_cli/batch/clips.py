@@ -9,6 +9,7 @@ and reports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -130,16 +131,9 @@ def convert_clips(pairs: list[tuple[Path, Path]], convert_args: list[str], jobs:
     except KeyboardInterrupt:
         interrupted = True
         for proc in running.values():
-            with _suppress_lookup():
+            with contextlib.suppress(ProcessLookupError):  # it ended on its own meanwhile
                 os.killpg(proc.pid, signal.SIGINT)
         for i in list(running):
             finish(i)
     return results, interrupted
 
-
-class _suppress_lookup:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb) -> bool:
-        return kind is ProcessLookupError

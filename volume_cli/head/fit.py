@@ -88,6 +88,12 @@ class HeadFit:
         }
 
 
+def identity_frames(count: int) -> np.ndarray:
+    """Which of ``count`` frames a clip's identity is fitted to: at most IDENTITY_FRAMES, spread
+    evenly over the clip (indices, increasing)."""
+    return np.unique(np.linspace(0, count - 1, min(IDENTITY_FRAMES, count)).round().astype(int))
+
+
 def smooth_fits(fits: list[HeadFit], sigma_frames: float) -> list[HeadFit]:
     """Frame-by-frame fits of one clip (consecutive frames, refused ones included) smoothed with a
     centred Gaussian of ``sigma_frames`` (the slow reference of ``track.PackedFits.smooth``, which
@@ -267,9 +273,9 @@ class HeadFitter:
         frames, metres); kept for the frames that follow. Up to IDENTITY_FRAMES sets, spread evenly."""
         if not landmark_sets:
             raise ValueError("fit_identity needs at least one landmark set")
-        pick = np.unique(np.linspace(0, len(landmark_sets) - 1, min(IDENTITY_FRAMES, len(landmark_sets))).round().astype(int))
         identity = np.zeros(len(self._A))
-        frames = [self._start(np.asarray(landmark_sets[i], np.float64)[self._keep], identity, np.zeros(len(self._B))) for i in pick]
+        frames = [self._start(np.asarray(landmark_sets[i], np.float64)[self._keep], identity, np.zeros(len(self._B)))
+                  for i in identity_frames(len(landmark_sets))]
         for _ in range(IDENTITY_ROUNDS):
             for f in frames:
                 self._pose_expression(f, identity, None, 2)

@@ -107,7 +107,7 @@ def spread_over_mesh(colours: np.ndarray, known: np.ndarray, edges: np.ndarray) 
     return out
 
 
-def hidden_side_colours(prior: HeadPrior, colours: np.ndarray, weights: np.ndarray, mirror: np.ndarray,
+def hidden_side_colours(colours: np.ndarray, weights: np.ndarray, mirror: np.ndarray,
                         edges: np.ndarray, texture: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Colour [V, 3] for every vertex (only the unseen ones matter): the clip texture where it is
     trusted, else the mirrored vertex's colour in this frame, else the nearest coloured vertex

@@ -11,8 +11,8 @@ with opacity from MediaPipe selfie segmentation (background removed, soft edges 
 head cannot be fitted (``HeadFit.ok`` False) the frame falls back to the older proxy: an ellipsoid
 fitted to the landmarks, and a plane at the depth of its silhouette.
 
-The side of the head the camera does not see gets splats too: one on every vertex of the fitted
-head that is hidden in the input view (so the input view is untouched), coloured from the clip's
+The side of the head the camera does not see gets splats too: one on every vertex and edge midpoint
+of the fitted head that is hidden in the input view (so the input view is untouched), coloured from the clip's
 own other frames, the mirrored side or the nearest seen skin or hair (head/texture.py).
 
 The second Gaussian of each pixel is a wider "backing" splat just behind the first: from the input
@@ -435,10 +435,18 @@ def _meet_the_mesh(proxy: np.ndarray, mesh: np.ndarray, fade_px: float) -> np.nd
     sigma = max(fade_px / 8.0, 0.5)
     weight = cv2.GaussianBlur(covered.astype(np.float64), (0, 0), sigma)
     smooth = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(weight, 1e-6)
-    dist, labels = cv2.distanceTransformWithLabels((~covered).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    nearest, dist = _nearest_known(smooth, covered)
+    return np.where(covered, mesh, proxy + nearest * np.exp(-dist / fade_px))
+
+
+def _nearest_known(values: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel's value [S, S] taken from the nearest ``known`` [S, S] pixel (its own where
+    known), and the distance to that pixel in pixels (0 where known)."""
+    # distanceTransformWithLabels measures to the zero pixels, and labels each by its nearest one.
+    dist, labels = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
     value = np.zeros(labels.max() + 1)
-    value[labels[covered]] = smooth[covered]
-    return np.where(covered, mesh, proxy + value[labels] * np.exp(-dist / fade_px))
+    value[labels[known]] = values[known]
+    return value[labels], dist
 
 
 def mesh_depth_rasterizer():
@@ -454,11 +462,7 @@ def _head_proxy(prior: HeadPrior, smooth_px: float) -> np.ndarray:
     known = np.isfinite(depth)
     if not known.any():
         return depth
-    # Labels of the nearest known pixel: distanceTransformWithLabels measures to zero pixels.
-    _, labels = cv2.distanceTransformWithLabels((~known).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-    value = np.zeros(labels.max() + 1)
-    value[labels[known]] = depth[known]
-    filled = np.where(known, depth, value[labels])
+    filled = _nearest_known(depth, known)[0]
     return cv2.GaussianBlur(filled, (0, 0), smooth_px) if smooth_px > 0 else filled
 
 
@@ -479,7 +483,7 @@ def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, 
         model = load_head_model()
         edges = model.edges
         seen, weights = seen_colours(prior, image, K, person)
-        vertex_colour = hidden_side_colours(prior, seen, weights, model.mirror, edges, None if texture is None else texture.colours())
+        vertex_colour = hidden_side_colours(seen, weights, model.mirror, edges, None if texture is None else texture.colours())
         if texture is not None:
             texture.add(seen, weights)  # after use: a frame's own view is in ``seen`` already
         means, normals, visible = subdivided(prior, edges, K)
