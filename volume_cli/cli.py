@@ -140,6 +140,8 @@ def convert(
     overwrite: Annotated[bool, typer.Option(help="Replace the splats and sequence.json in a non-empty output folder.")] = False,
     resume: Annotated[bool, typer.Option(help="Finish an interrupted run into the same folder (same input and options); with several clips, each clip's own folder.")] = False,
     jobs: Annotated[int, typer.Option(help="With several clips: how many to convert at a time on this machine (each in its own process).", min=1)] = 1,
+    on_ray: Annotated[bool, typer.Option("--ray", help="Convert each clip as a task on a Ray cluster (even a single clip: it goes into DIR/<clip name>): the one at --ray-address, else $RAY_ADDRESS, else the one started on this machine (ray start), else a new local Ray for this run. One GPU a clip when the predictor runs on CUDA; a clip whose worker dies is retried and resumes its folder. The clips and -o must be at the same paths on every node. Needs pip install \"volume[cluster]\".")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="The Ray cluster for --ray (implies it), as ray.init takes it: HOST:6379, ray://HOST:10001, auto or local.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show MediaPipe's own log lines on stderr.")] = False,
@@ -158,12 +160,19 @@ def convert(
     Example: volume convert talk.mp4 -o splats/ --max-frames 100
 
     Example: volume convert @calls.txt -o splats/ --jobs 2 --json
+
+    Example: volume convert @calls.txt -o /shared/splats/ --ray-address head:6379
     """
-    if len(source) > 1 or source[0].startswith("@"):
+    on_ray = on_ray or ray_address is not None
+    if len(source) > 1 or source[0].startswith("@") or on_ray:
+        if on_ray and jobs != 1:
+            raise typer.BadParameter("--jobs is for this machine; with --ray the cluster's CPUs and GPUs decide how many run at a time")
         child = _convert_options(fov=fov, focal=focal, size=size, start=start, end=end, every=every, max_frames=max_frames,
-                                 format=format.value, predictor=predictor.value, weights=weights, device=device.value,
-                                 batch_size=batch_size, on_missing=on_missing.value, overwrite=overwrite, resume=resume)
-        _convert_many(source, output, child, jobs, as_json=as_json, quiet=quiet)
+                                 format=format.value, predictor=predictor.value, weights=weights and weights.absolute(),
+                                 device=device.value, batch_size=batch_size, on_missing=on_missing.value, overwrite=overwrite,
+                                 resume=resume)
+        ray = {"address": ray_address, "device": device.value} if on_ray else None
+        _convert_many(source, output, child, jobs, as_json=as_json, quiet=quiet, ray=ray)
         return
     source = Path(source[0])
     from volume_cli import pipeline
@@ -246,9 +255,13 @@ def _convert_options(**options) -> list[str]:
     return args
 
 
-def _convert_many(items: list[str], output: Path, child_args: list[str], jobs: int, *, as_json: bool, quiet: bool) -> None:
+def _convert_many(items: list[str], output: Path, child_args: list[str], jobs: int, *, as_json: bool, quiet: bool,
+                  ray: dict | None = None) -> None:
     from volume_cli.batch.clips import EXIT_INTERRUPTED, BatchInputError, convert_clips, expand_sources, output_folders
+    from volume_cli.batch.ray_cluster import INSTALL_HINT, ClusterError, convert_clips_on_ray, ray_installed
 
+    if ray is not None and not ray_installed():
+        raise fail(f"--ray needs Ray, which is not installed: {INSTALL_HINT}", code=2)
     try:
         sources = expand_sources(items)
     except BatchInputError as e:
@@ -265,7 +278,14 @@ def _convert_many(items: list[str], output: Path, child_args: list[str], jobs: i
             print(f"[{done}/{total}] {r.source}: {'interrupted' if r.exit_code == EXIT_INTERRUPTED else 'failed'}: {r.error}", file=sys.stderr)
 
     with sigterm_as_interrupt():
-        results, interrupted = convert_clips(list(zip(sources, folders)), child_args, jobs, on_done=report)
+        if ray is None:
+            results, interrupted = convert_clips(list(zip(sources, folders)), child_args, jobs, on_done=report)
+        else:
+            try:
+                results, interrupted = convert_clips_on_ray(list(zip(sources, folders)), child_args, **ray,
+                                                            quiet=quiet or as_json, on_done=report)
+            except ClusterError as e:
+                raise fail(str(e))
     converted = sum(r.ok for r in results)
     failed = sum(1 for r in results if r.exit_code not in (0, None, EXIT_INTERRUPTED))
     summary = {"output": str(output), "clips": [r.as_json() for r in results], "converted": converted, "failed": failed,

@@ -85,6 +85,25 @@ class ClipResult:
                 **({"error": self.error} if self.error else {})}
 
 
+def clip_command(source: Path, output: Path, convert_args: list[str], python: str | None = None) -> list[str]:
+    """The single-clip convert a batch runs for one clip: its one JSON object on stdout, no progress."""
+    return [python or sys.executable, "-m", "volume_cli", "convert", str(source), "-o", str(output), *convert_args, "--json", "--quiet"]
+
+
+def record_exit(result: ClipResult, code: int, stdout: str, stderr: str) -> None:
+    """Fill ``result`` from a finished clip process: its exit code, its JSON object (the last line
+    of stdout) and, when it failed, its last ``Error: ...`` line (else the last line of stderr)."""
+    result.exit_code = code
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    try:
+        result.summary = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        result.summary = None
+    if code != 0:
+        errors = [ln.removeprefix("Error: ") for ln in stderr.splitlines() if ln.startswith("Error: ")]
+        result.error = errors[-1] if errors else (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+
+
 def convert_clips(pairs: list[tuple[Path, Path]], convert_args: list[str], jobs: int,
                   on_done: Callable[[ClipResult, int, int], None] | None = None) -> tuple[list[ClipResult], bool]:
     """Run ``volume convert SRC -o OUT *convert_args --json --quiet`` for every (SRC, OUT), ``jobs``
@@ -99,24 +118,16 @@ def convert_clips(pairs: list[tuple[Path, Path]], convert_args: list[str], jobs:
 
     def start(i: int) -> None:
         source, output = pairs[i]
-        cmd = [sys.executable, "-m", "volume_cli", "convert", str(source), "-o", str(output), *convert_args, "--json", "--quiet"]
-        running[i] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        running[i] = subprocess.Popen(clip_command(source, output, convert_args), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True,
                                       start_new_session=True)  # our signals reach it only as we forward them
 
     def finish(i: int) -> None:
         nonlocal done
         proc = running.pop(i)
         out, err = proc.communicate()
+        record_exit(results[i], proc.returncode, out, err)
         r = results[i]
-        r.exit_code = proc.returncode
-        lines = [ln for ln in out.splitlines() if ln.strip()]
-        try:
-            r.summary = json.loads(lines[-1]) if lines else None
-        except json.JSONDecodeError:
-            r.summary = None
-        if proc.returncode != 0:
-            errors = [ln.removeprefix("Error: ") for ln in err.splitlines() if ln.startswith("Error: ")]
-            r.error = errors[-1] if errors else (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         done += 1
         if on_done:
             on_done(r, done, len(pairs))
