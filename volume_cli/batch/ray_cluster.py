@@ -11,8 +11,8 @@ and the summary and exit codes are the same. Ray only decides where and when eac
   retried. A task whose worker died (killed, out of memory, its node lost), or whose convert
   process was killed by a signal, is retried up to ``RETRIES`` times. The convert process dies
   with its worker (Linux: PR_SET_PDEATHSIG), so no orphan keeps writing beside the retry.
-- Resume: a retried task finishes the folder with ``--resume`` when the folder had no
-  sequence.json before this batch (so it is the earlier attempt's). Frames are written atomically
+- Resume: a retried task finishes the folder with ``--resume`` when the folder was absent or
+  empty before this batch (so it is the earlier attempt's). Frames are written atomically
   and sequence.json lists only complete ones, so the retry neither duplicates a frame nor keeps a
   half-written one; unlisted frames are written again over themselves.
 - Paths: the clips and DIR must be at the same paths on every node (a shared file system); they
@@ -73,9 +73,10 @@ def gpus_per_clip(device: str, cluster_gpus: float) -> int:
 
 
 def attempt_args(convert_args: list[str], output: Path, fresh: bool) -> list[str]:
-    """The convert options for this attempt of a clip's task. ``fresh``: the folder had no
-    sequence.json when the batch started. A fresh folder that exists now was begun by an earlier
-    attempt whose worker died: finish it with --resume (not --overwrite, which would redo it)."""
+    """The convert options for this attempt of a clip's task. ``fresh``: the folder was absent or
+    empty when the batch started. A fresh folder that exists now was begun by an earlier attempt
+    whose worker died: finish it with --resume (not --overwrite, which would redo it). A folder
+    that held something before is the user's: every attempt takes the options as given."""
     if not (fresh and output.is_dir()):
         return list(convert_args)
     remove_stale_temp_files(output)  # the dead attempt's; nothing else writes here now
@@ -93,20 +94,26 @@ def run_clip(source: str, output: str, convert_args: list[str], fresh: bool, kil
     with _cancellable(), tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(clip_command(Path(source), out, args), stdout=stdout, stderr=stderr, text=True,
                                 start_new_session=True, preexec_fn=_child_setup(os.getpid()))
+        cancelled = False
         try:
             while proc.poll() is None:
                 if kill_worker_after is not None and _frames_listed(out) >= kill_worker_after:
                     os.kill(os.getpid(), signal.SIGKILL)
                 time.sleep(_POLL_S)
         except KeyboardInterrupt:
+            cancelled = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGINT)
             proc.wait()
-        if proc.returncode < 0:
+        if proc.returncode < 0 and not cancelled:
             raise ClipProcessKilled(f"its convert process was killed by signal {-proc.returncode}")
         stdout.seek(0)
         stderr.seek(0)
         return proc.returncode, stdout.read(), stderr.read()
+
+
+def _absent_or_empty(folder: Path) -> bool:
+    return not folder.exists() or folder.is_dir() and not any(folder.iterdir())
 
 
 def _frames_listed(out: Path) -> int:
@@ -194,7 +201,7 @@ def convert_clips_on_ray(pairs: list[tuple[Path, Path]], convert_args: list[str]
             task = ray.remote(run_clip).options(
                 num_cpus=1, num_gpus=gpus_per_clip(device, ray.cluster_resources().get("GPU", 0)),
                 max_retries=RETRIES, retry_exceptions=[ClipProcessKilled])
-            refs = {task.remote(str(s), str(o), convert_args, not (o / MANIFEST_NAME).exists(), kill_after): i
+            refs = {task.remote(str(s), str(o), convert_args, _absent_or_empty(o), kill_after): i
                     for i, (s, o) in enumerate(pairs)}
             try:
                 while refs:
