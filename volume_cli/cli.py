@@ -1,4 +1,4 @@
-"""The `volume` command line: convert, render, info, bench.
+"""The `volume` command line: convert, render, view, info, bench.
 
 Results go to stdout (one JSON object with --json); progress, warnings and errors go to stderr.
 Exit codes: 0 success, 1 an expected failure (bad input, no face, ...) reported as one line
@@ -420,6 +420,49 @@ def info(
     if result["missing_frames"]:
         lines.append(f"  missing       frames {_ranges(result['missing_frames'])}")
     emit(result, False, lines)
+
+
+@app.command()
+def view(
+    sequence: Annotated[Path, typer.Argument(help="Sequence folder, its sequence.json, or one splat file.", show_default=False)],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to serve on; 0 picks a free one.", min=0, max=65535)] = 0,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")] = True,
+    loop: Annotated[bool, typer.Option("--loop/--no-loop", help="Play in a loop, or stop at the end (the page can change it).")] = True,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Show the source video beside the splats, in step with them (when the source file is readable; the page can hide it).")] = False,
+    export: Annotated[Optional[Path], typer.Option("--export", help="Instead of serving: write the page and the frames (.spz, ~11 bytes a splat) into this folder, for any web server (python -m http.server -d DIR) or to send. It must be new, empty, or an earlier export.", show_default=False)] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Watch a sequence in 3D in the browser: it plays at its own timestamps while you orbit.
+
+    Serves a page on 127.0.0.1 only and prints its URL; Ctrl-C stops it (exit 0). The page:
+    drag to orbit around the head, right-drag (or two fingers) to pan, wheel (or pinch) to zoom;
+    play/pause (space), frame step (arrow keys), time slider, speed, loop, reset view (r) back to
+    the input camera. Everything the page loads comes from this server: the renderer (three.js and
+    Spark, MIT) ships inside volume. Works in Chromium and Firefox, also with software WebGL.
+    With --json: one line {"url", "port", "frames", "video"} when serving, the export summary with --export.
+
+    Example: volume view splats/
+
+    Example: volume view splats/ --side-by-side --port 8080 --no-open
+
+    Example: volume view splats/ --export viewer/ && python -m http.server -d viewer/
+    """
+    from volume_cli.view import command
+
+    try:
+        loaded = command.open_sequence(sequence)
+        if export is not None:
+            summary = command.export(loaded, export, loop=loop, side_by_side=side_by_side, as_json=as_json, quiet=quiet)
+            emit(summary, as_json, [f"Wrote the viewer for {summary['frames']} frames to {export} ({summary['frame_bytes'] / 1e6:.1f} MB of frames)"
+                                    + ("" if as_json or quiet else f"; serve it with: python -m http.server -d {export}")])
+            return
+        command.serve(loaded, port=port, open_browser=open_browser, loop=loop, side_by_side=side_by_side, as_json=as_json, quiet=quiet)
+    except command.ViewError as e:
+        raise fail(str(e))
+    except KeyboardInterrupt:
+        print("Interrupted; the export folder has no index.html until it is run again.", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()
