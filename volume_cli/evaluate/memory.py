@@ -8,6 +8,12 @@ peak resident memory; another runs a whole convert of the shortest clip (``--who
 of it: a convert runs at ~5 frames/s here). What must hold (issue 12):
 from 1 to 16 minutes the first pass grows by less than 10 %. Prints one JSON object; a 16-minute
 clip takes about 10 minutes of the 2-core machine (encoding it, then its first pass).
+
+Playback (``--playback-minutes``, 1 and 4 by default): sequences of that length are made from 24
+frames converted at 64 px, looped (the files hard-linked, the records repeated with their own
+index and time), and a fresh process each runs ``volume info``, ``volume render --size 64`` and
+the flicker command (64 px) on them; each reports its peak. Those read one frame at a time, so
+what grows with the length is sequence.json's records (~1.2 kB of JSON a frame), not the splats.
 """
 
 from __future__ import annotations
@@ -55,6 +61,55 @@ def _first_pass(clip: Path, predictor_name: str) -> dict:
     return {"frames": len(tracked), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def looped_sequence(folder: Path, minutes: float, out: Path) -> Path:
+    """A sequence folder ``minutes`` long at ``folder``'s frame rate, made of ``folder``'s frames in
+    a loop: the frame files hard-linked (no disk for the copies), each record repeated with its own
+    index, time and file name."""
+    from volume_cli.formats import frame_file_name, read_manifest
+
+    manifest = json.loads((folder / "sequence.json").read_text())
+    cycle = manifest["frames"]
+    fps = read_manifest(folder).source.fps or 30.0
+    out.mkdir(parents=True)
+    frames = []
+    for i in range(int(round(minutes * 60 * fps))):
+        record = dict(cycle[i % len(cycle)], index=i, time_s=i / fps, file=frame_file_name(i, manifest["splat_format"]))
+        os.link(folder / cycle[i % len(cycle)]["file"], out / record["file"])
+        frames.append(record)
+    (out / "sequence.json").write_text(json.dumps(dict(manifest, frames=frames, missing=[])))
+    return out
+
+
+def _peak_mb(cmd: list[str]) -> float:
+    """Run ``cmd`` to its end; its own peak resident memory in MB (os.wait4 reports the one child)."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise subprocess.CalledProcessError(proc.returncode, cmd, stderr=err.read())
+    return usage.ru_maxrss / 1024
+
+
+def _playback(source: Path, minutes: list[float], tmp: Path) -> dict:
+    volume = [sys.executable, "-m", "volume_cli"]
+    frames = tmp / "frames"
+    subprocess.run([*volume, "convert", str(source), "-o", str(frames), "--max-frames", "24", "--size", "64", "--quiet"],
+                   check=True, capture_output=True)
+    result = {}
+    for m in minutes:
+        seq = looped_sequence(frames, m, tmp / f"seq_{m:g}min")
+        result[f"{m:g} min"] = {
+            "frames": len(list(seq.glob("frame_*"))),
+            "sequence_json_mb": round((seq / "sequence.json").stat().st_size / 1e6, 1),
+            "info_mb": _peak_mb([*volume, "info", str(seq), "--json"]),
+            "render_mb": _peak_mb([*volume, "render", str(seq), "-o", str(tmp / f"render_{m:g}.mp4"), "--size", "64", "--quiet"]),
+            "flicker_mb": _peak_mb([sys.executable, "-m", "volume_cli.evaluate.flicker", str(seq), "--size", "64", "--json"]),
+        }
+    return result
+
+
 def _child(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, "-m", "volume_cli.evaluate.memory", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -64,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m volume_cli.evaluate.memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 16.0])
     parser.add_argument("--whole-run-minutes", type=float, default=0.25)
+    parser.add_argument("--playback-minutes", type=float, nargs="*", default=[1.0, 4.0],
+                        help="sequence lengths for info, render and flicker (none: skip them)")
     parser.add_argument("--predictor", default="geometric")
     parser.add_argument("--source", type=Path, default=SELFIE)
     parser.add_argument("--first-pass-of", type=Path, help=argparse.SUPPRESS)  # the child's job
@@ -77,15 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         for m, clip in clips.items():
             result["first_pass"][f"{m:g} min"] = _child(["--first-pass-of", str(clip), "--predictor", args.predictor])
         shortest = clips[min(clips)]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run([sys.executable, "-m", "volume_cli", "convert", str(shortest), "-o", str(Path(tmp) / "out"),
-                        "--end", str(60 * args.whole_run_minutes), "--predictor", args.predictor, "--quiet"],
-                       check=True, capture_output=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        # RUSAGE_CHILDREN's ru_maxrss is the largest child so far: valid for this run when it grew.
-        result["whole_run"] = {"minutes": min(min(clips), args.whole_run_minutes), "peak_rss_mb": after / 1024 if after > before else None}
+        peak = _peak_mb([sys.executable, "-m", "volume_cli", "convert", str(shortest), "-o", str(Path(tmp) / "out"),
+                         "--end", str(60 * args.whole_run_minutes), "--predictor", args.predictor, "--quiet"])
+        result["whole_run"] = {"minutes": min(min(clips), args.whole_run_minutes), "peak_rss_mb": peak}
+        if args.playback_minutes:
+            result["playback"] = _playback(args.source, args.playback_minutes, Path(tmp))
     peaks = [v["peak_rss_mb"] for v in result["first_pass"].values()]
     result["first_pass_growth"] = round(peaks[-1] / peaks[0] - 1, 4) if len(peaks) > 1 else None
+    if len(result.get("playback", {})) > 1:
+        first, last = list(result["playback"].values())[0], list(result["playback"].values())[-1]
+        result["playback_growth"] = {k.removesuffix("_mb"): round(last[k] / first[k] - 1, 4) for k in ("info_mb", "render_mb", "flicker_mb")}
     print(json.dumps(result))
     return 0
 

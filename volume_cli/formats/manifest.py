@@ -30,6 +30,7 @@ naming the field (``frames[3].time_s``); unknown keys are ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
 import os
@@ -306,9 +307,16 @@ def load_sequence(path: str | os.PathLike) -> Sequence:
 # -- validation ---------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a manifest dataclass. Resolving them is slow (most of reading a
+    16-minute clip's sequence.json, one record a frame, when done per record), so once a class."""
+    return typing.get_type_hints(cls)
+
+
 def _check_fields(obj: Any) -> None:
     """Check every field of a manifest dataclass against its annotation."""
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     for f in fields(obj):
         _check_type(getattr(obj, f.name), hints[f.name], f.name)
 
@@ -365,7 +373,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     prefix = f"{where}." if where else ""
     if not isinstance(data, dict):
         raise ValueError(f"{where} must be an object, got {data!r:.80}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
