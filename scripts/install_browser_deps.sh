@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what the `volume view` browser tests need: Debian's chromium (the tests run it headless,
-# WebGL2 in software through SwiftShader) and playwright (PyPI) to drive it. playwright's own
-# browser downloads are not used (they come from a CDN). Idempotent. Run as root for the apt part
+# Install what the `volume view` browser tests need: Debian's chromium (run headless, WebGL2 in
+# software through SwiftShader) and playwright (PyPI) to drive it, Debian's firefox-esr on Xvfb and
+# marionette_driver (PyPI, Firefox's own remote protocol). playwright's browser downloads are not
+# used (they come from a CDN, and its Firefox is a patched build). Idempotent. Run as root for the apt part
 # (CI does), e.g.
 #   sudo scripts/install_browser_deps.sh       # uses .venv/bin/python if present, else python3
 set -euo pipefail
@@ -11,20 +12,29 @@ if [ -z "$PYTHON" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 
-if command -v chromium >/dev/null 2>&1; then
-  echo "= chromium already installed: $(chromium --version 2>/dev/null | head -1)"
-elif command -v apt-get >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "+ apt-get update"; $SUDO apt-get update
-  echo "+ apt-get install -y --no-install-recommends chromium"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium
+# chromium: the main browser tests; firefox-esr on a virtual screen (xvfb, xauth for xvfb-run):
+# the same page in Firefox, whose WebGL is Mesa's llvmpipe there.
+APT_PACKAGES="chromium firefox-esr xvfb xauth"
+if command -v apt-get >/dev/null 2>&1; then
+  missing=""
+  for p in $APT_PACKAGES; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "+ apt-get update"; $SUDO apt-get update
+    echo "+ apt-get install -y --no-install-recommends$missing"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $missing
+  else
+    echo "= apt packages already installed: $APT_PACKAGES"
+  fi
 else
-  echo "! apt-get not found: install Chromium yourself (the browser tests look for 'chromium' on PATH)" >&2
+  echo "! apt-get not found: install Chromium, Firefox and Xvfb yourself (the tests look for chromium, firefox-esr or firefox, xvfb-run)" >&2
   exit 1
 fi
 
-echo "+ $PYTHON -m pip install playwright"
-"$PYTHON" -m pip install --quiet "playwright>=1.40"
+echo "+ $PYTHON -m pip install playwright marionette_driver"
+"$PYTHON" -m pip install --quiet "playwright>=1.40" "marionette_driver>=3.4"
 
 echo "+ checking that playwright drives chromium with software WebGL2"
 "$PYTHON" - <<'PY'

@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -363,7 +364,7 @@ def colour_centre(rgb: np.ndarray, channel: int) -> tuple[float, float] | None:
 
 def check_page(page: Page, origin: str) -> None:
     """What every page must do, served by us or by any static server."""
-    assert page.errors == []
+    assert page.errors == [] and page.state()["errors"] == []
     outside = [u for u in page.requests if not (u.startswith(origin) or u.startswith(("blob:", "data:")))]
     assert outside == [], f"requests leaving {origin}: {outside}"
     page.js("window.volumeView.pause(); window.volumeView.seek(0)")
@@ -398,7 +399,7 @@ def check_page(page: Page, origin: str) -> None:
     deadline = time.monotonic() + 30
     while np.array_equal(page.canvas_pixels(), rgb):  # software WebGL draws a frame or two a second
         assert time.monotonic() < deadline, "the picture did not change while playing"
-    assert page.errors == []
+    assert page.errors == [] and page.state()["errors"] == []
 
 
 def test_page_served_by_volume_view(browser, synthetic_seq):
@@ -516,4 +517,82 @@ def test_real_sequence_with_its_video_beside(browser, hopper_seq):
         page.page.wait_for_function("Math.abs(document.getElementById('source').currentTime - 0.1) < 0.05", timeout=30_000)
     finally:
         page.close()
+        server.shutdown()
+
+
+# --- the same page in Firefox --------------------------------------------------------------------
+
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+XVFB_RUN = shutil.which("xvfb-run")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def firefox(tmp_path_factory):
+    """Firefox on a virtual screen (Xvfb: its WebGL is Mesa's llvmpipe; headless Firefox has none
+    here), driven by Marionette, its own remote protocol (marionette_driver from PyPI)."""
+    try:
+        with warnings.catch_warnings():  # it still imports telnetlib, deprecated in Python 3.11
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from marionette_driver.marionette import Marionette
+    except ImportError:
+        Marionette = None
+    if Marionette is None or FIREFOX is None or XVFB_RUN is None:
+        if os.environ.get("VOLUME_REQUIRE_BROWSER") == "1":
+            pytest.fail("VOLUME_REQUIRE_BROWSER=1 but firefox, xvfb-run or marionette_driver is missing (.ci/run installs them)")
+        pytest.skip("needs firefox-esr and xvfb (Debian) and marionette_driver (pip)")
+    profile = tmp_path_factory.mktemp("firefox-profile")
+    port = _free_port()
+    (profile / "user.js").write_text(f'user_pref("marionette.port", {port});\nuser_pref("webgl.force-enabled", true);\n')
+    process = subprocess.Popen(
+        [XVFB_RUN, "-a", "-s", "-screen 0 1280x800x24", FIREFOX, "--marionette", "--no-remote", "--profile", str(profile),
+         "--width", "900", "--height", "640"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        client = Marionette(host="127.0.0.1", port=port)
+        client.raise_for_port(timeout=90, check_process_status=False)
+        client.start_session()
+        yield client
+        client.delete_session()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def _page_eval(client, expression: str):
+    """Evaluate in the page's own scope (Marionette's scripts see the page through a wrapper)."""
+    return json.loads(client.execute_script(f"return window.wrappedJSObject.eval({json.dumps(f'JSON.stringify({expression})')})"))
+
+
+def test_page_in_firefox(firefox, synthetic_seq):
+    import cv2
+
+    server = ViewServer(load_sequence(synthetic_seq), port=0)
+    server.start_in_thread()
+    try:
+        firefox.navigate(server.url)
+        deadline = time.monotonic() + 90
+        while not _page_eval(firefox, "!!(window.volumeView && window.volumeView.test.ready)"):
+            assert time.monotonic() < deadline, "the page did not show a frame in Firefox"
+            time.sleep(0.5)
+        _page_eval(firefox, "window.volumeView.pause() || window.volumeView.seek(0) || 0")
+        deadline = time.monotonic() + 60
+        while not _page_eval(firefox, "window.volumeView.state().shown === 0 && window.volumeView.test.ticks > window.volumeView.test.shownAtTick + 4"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert _page_eval(firefox, "window.volumeView.test.errors") == []
+        png = firefox.screenshot(element=firefox.find_element("id", "canvas"), format="binary")
+        rgb = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.int32)
+        h, w, _ = rgb.shape
+        differs = np.abs(rgb - BACKGROUND_RGB).sum(2) > 40
+        assert differs[h // 2 - 10 : h // 2 + 10, w // 2 - 10 : w // 2 + 10].mean() > 0.9
+        red, blue = colour_centre(rgb, 0), colour_centre(rgb, 2)
+        assert red and blue and red[1] < h / 2 < blue[1], (red, blue)
+    finally:
         server.shutdown()

@@ -130,6 +130,7 @@ class FrameCache:
         self._done: OrderedDict[int, bytes] = OrderedDict()
         self._pending: dict[int, Future] = {}
         self._bytes = 0
+        self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spz")
 
     def get(self, i: int) -> bytes:
@@ -153,8 +154,29 @@ class FrameCache:
                 if i not in self._done and i not in self._pending:
                     self._submit(i)
 
+    def warm(self) -> None:
+        """Encode frames from the first on, one at a time on a background thread, until half the
+        budget is used: by the time a browser opens the page, the start of the sequence (all of a
+        short one) is ready. Requests do not queue behind it (they use the pool)."""
+        threading.Thread(target=self._warm, name="spz-warm", daemon=True).start()
+
     def close(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _warm(self) -> None:
+        for i in range(len(self.sequence.frames)):
+            with self._lock:
+                if self._closed or self._bytes > self.budget_bytes // 2:
+                    return
+                if i in self._done or i in self._pending:
+                    continue
+                future: Future = Future()
+                self._pending[i] = future
+            try:
+                future.set_result(self._encode(i))
+            except Exception as e:  # noqa: BLE001 (handed to whoever asks for the frame)
+                future.set_exception(e)
 
     def _submit(self, i: int) -> Future:  # with the lock held
         future = self._pool.submit(self._encode, i)

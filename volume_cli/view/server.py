@@ -37,7 +37,7 @@ class ViewServer:
         self.video = source_video(sequence)
         self.description = view_description(sequence, loop=loop, video=self.video, side_by_side=side_by_side)
         self.frames = FrameCache(sequence)
-        self.frames.prefetch(0, PREFETCH_FRAMES)
+        self.frames.warm()
         try:
             self.httpd = ThreadingHTTPServer((HOST, port), _handler_for(self))
         except OSError as e:

@@ -138,9 +138,9 @@ function evict() {
 }
 
 function requestAhead() {
-  for (let k = 0; k <= AHEAD && inFlight < MAX_IN_FLIGHT; k++) {
-    let i = current + k;
-    if (i >= frames.length) { if (!loop) break; i -= frames.length; }
+  for (let k = 0; k <= AHEAD && k < frames.length && inFlight < MAX_IN_FLIGHT; k++) {
+    if (current + k >= frames.length && !loop) break;
+    const i = (current + k) % frames.length; // past the end: the start, when looping
     if (!cache.has(i)) load(i);
   }
 }
