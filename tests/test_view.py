@@ -277,9 +277,9 @@ def test_export_folder_rules(synthetic_seq, tmp_path):
     assert [p.name for p in other.iterdir()] == ["holiday.jpg"]
 
 
-def _start_view(*args) -> tuple[subprocess.Popen, dict]:
-    process = subprocess.Popen([str(VOLUME), "view", *map(str, args), "--no-open", "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_view(*args, open_browser: bool = False, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
+    process = subprocess.Popen([str(VOLUME), "view", *map(str, args), "--json"] + ([] if open_browser else ["--no-open"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()
     assert line, process.stderr.read()
     return process, json.loads(line)
@@ -294,6 +294,18 @@ def test_serving_stops_cleanly_on_ctrl_c_and_sigterm(synthetic_seq, sig):
         process.send_signal(sig)
         assert process.wait(timeout=10) == 0
         assert process.stdout.read() == "" and process.stderr.read() == ""  # --json: nothing more
+    finally:
+        process.kill()
+
+
+def test_a_browser_that_cannot_be_opened_is_one_warning_and_serving_goes_on(synthetic_seq):
+    # webbrowser runs $BROWSER when it is set; "false" fails like a desktop without a browser.
+    process, started = _start_view(synthetic_seq, open_browser=True, env={**os.environ, "BROWSER": "false"})
+    try:
+        assert _get(started["url"] + "view.json")[0] == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert process.stderr.read().splitlines() == [f"Warning: could not open a browser here; open {started['url']} in one"]
     finally:
         process.kill()
 
