@@ -108,6 +108,25 @@ def test_manifest_without_the_optional_head_fields_reads():
         SequenceManifest.from_dict(data)
 
 
+def test_readers_of_splats_leave_each_frames_head_out(tmp_path):
+    """load_sequence (render, info, view, flicker) drops every frame's fitted head while parsing;
+    the clip's head and everything else stay; read_manifest keeps them all."""
+    manifest = make_manifest()
+    manifest.head = {"ok": True, "identity": [0.5, -0.25], "file": "not-a-frame-record"}
+    for i, frame in enumerate(manifest.frames):
+        frame.head = {"ok": True, "expression": {"jawOpen": 0.3 + i}, "scale": 1.02}
+    write_manifest(tmp_path, manifest)
+    for record in manifest.frames:
+        (tmp_path / record.file).write_bytes(b"")  # load_sequence only checks that they exist
+    assert read_manifest(tmp_path) == manifest
+    lean = load_sequence(tmp_path).manifest
+    assert [f.head for f in lean.frames] == [None, None]
+    assert lean.head == manifest.head
+    for record in manifest.frames:
+        record.head = None
+    assert lean == manifest
+
+
 def test_manifest_round_trip(tmp_path):
     manifest = make_manifest()
     assert SequenceManifest.from_json(manifest.to_json()) == manifest

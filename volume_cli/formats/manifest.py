@@ -224,12 +224,25 @@ class SequenceManifest:
         return _build(cls, data, "")
 
     @classmethod
-    def from_json(cls, text: str) -> SequenceManifest:
+    def from_json(cls, text: str, frame_heads: bool = True) -> SequenceManifest:
+        """Parse and validate. ``frame_heads=False`` leaves each frame's fitted head out (None):
+        it is most of a frame record's memory (~4 of ~5 kB, its expression weights), and what only
+        reads the splats (render, info, view, flicker) never needs it; it is dropped while parsing,
+        so a long clip's records are never all held with it."""
+        hook = None if frame_heads else _without_frame_head
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=hook)
         except json.JSONDecodeError as e:
             raise ValueError(f"not valid JSON: {e}") from e
         return cls.from_dict(data)
+
+
+def _without_frame_head(pairs: list[tuple[str, Any]]) -> dict:
+    """json's object hook: a frame record (it has "file" and "time_s") without its "head"."""
+    obj = dict(pairs)
+    if "file" in obj and "time_s" in obj:
+        obj.pop("head", None)
+    return obj
 
 
 def write_manifest(folder: str | os.PathLike, manifest: SequenceManifest) -> Path:
@@ -239,13 +252,14 @@ def write_manifest(folder: str | os.PathLike, manifest: SequenceManifest) -> Pat
     return path
 
 
-def read_manifest(path: str | os.PathLike) -> SequenceManifest:
-    """Read and validate a sequence.json, given its path or its folder's. Errors name the file."""
+def read_manifest(path: str | os.PathLike, frame_heads: bool = True) -> SequenceManifest:
+    """Read and validate a sequence.json, given its path or its folder's (``frame_heads``: see
+    ``SequenceManifest.from_json``). Errors name the file."""
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_NAME
     try:
-        return SequenceManifest.from_json(path.read_text(encoding="utf-8"))
+        return SequenceManifest.from_json(path.read_text(encoding="utf-8"), frame_heads=frame_heads)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
 
@@ -291,7 +305,7 @@ def load_sequence(path: str | os.PathLike) -> Sequence:
         root = path if path.is_dir() else path.parent
         if not (root / MANIFEST_NAME).is_file():
             raise ValueError(f"{root}: no {MANIFEST_NAME} in this folder; not a sequence folder")
-        manifest = read_manifest(root / MANIFEST_NAME)
+        manifest = read_manifest(root / MANIFEST_NAME, frame_heads=False)  # a reader of splats needs no fits
         frames = [
             SequenceFrame(path=root / r.file, index=r.index, time_s=r.time_s, status=r.status)
             for r in sorted(manifest.frames, key=lambda r: r.index)
