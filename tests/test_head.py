@@ -52,6 +52,19 @@ def zeros():
 # -- the model file ---------------------------------------------------------------------------------
 
 
+def test_landmark_bases_are_the_landmark_matrix_applied_to_the_model():
+    """The fit's landmark-restricted model, gathered from each landmark's triangle corners, against
+    the dense W @ basis product (the slow obvious reference), and at a random identity/expression."""
+    W = MODEL.landmark_matrix()
+    m0, A, B = MODEL.landmark_bases
+    np.testing.assert_allclose(m0, W @ MODEL.mean, atol=1e-12)
+    np.testing.assert_allclose(A, np.einsum("lv,kvc->klc", W, MODEL.identity_basis), atol=1e-12)
+    np.testing.assert_allclose(B, np.einsum("lv,evc->elc", W, MODEL.expression_basis), atol=1e-12)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=len(A)), rng.uniform(size=len(B))
+    np.testing.assert_allclose(m0 + np.tensordot(a, A, 1) + np.tensordot(b, B, 1), W @ MODEL.vertices(a, b), atol=1e-9)
+
+
 def test_model_file_is_consistent():
     W = MODEL.landmark_matrix()
     assert W.shape == (NUM_LANDMARKS, MODEL.num_vertices)
