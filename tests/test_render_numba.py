@@ -146,3 +146,39 @@ def test_renders_from_several_threads_share_numbas_pool_safely():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "workqueue"
+
+
+def test_linear_composite_is_bit_for_bit_the_composite():
+    """Colour fitting's fast path: terms found once, each colouring a weighted sum; on random
+    scenes (up to ~30 terms a pixel), two cameras and a background, it must equal the composite
+    exactly: colours, alphas and depths."""
+    for g, size in ((splats(120, seed=4), 40), (splats(60, seed=5), 33)):
+        viewmats, Ks = cameras(2, size, size - 6)
+        placement = rasterize_numba.place(g.means, g.quats, g.scales(), g.opacities(), viewmats, Ks, size, size - 6)
+        backgrounds = torch.tensor([[0.2, 0.3, 0.4], [1.0, 0.0, 0.5]])
+        linear = rasterize_numba.linear_composite(placement, backgrounds)
+        assert linear is not None, "the terms should fit"
+        for seed in (1, 2):
+            rgb = torch.rand(g.count, 3, generator=torch.Generator().manual_seed(seed))
+            for got, want in zip(linear(rgb), rasterize_numba.composite(placement, rgb, backgrounds)):
+                assert torch.equal(got, want)
+
+
+def test_linear_composite_declines_pixels_with_too_many_terms():
+    """Many faint splats over one pixel: more terms than it stores, so it returns None, and the
+    fixed-geometry renderer composites as usual (and still equals a plain render)."""
+    from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
+    from volume_cli.render import fixed_geometry_renderer
+
+    n = rasterize_numba.TERMS_PER_PIXEL + 16
+    g = Gaussians(means=torch.tensor([[0.0, 0.0, 1.0]]).repeat(n, 1) + torch.linspace(0, 0.01, n)[:, None] * torch.tensor([0.0, 0.0, 1.0]),
+                  quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1), log_scales=torch.full((n, 3), -3.0),
+                  opacity_logits=torch.full((n,), -3.0), sh=torch.zeros(n, 1, 3))
+    viewmats, Ks = cameras(1, 16, 16)
+    placement = rasterize_numba.place(g.means, g.quats, g.scales(), g.opacities(), viewmats, Ks, 16, 16)
+    assert rasterize_numba.linear_composite(placement) is None
+    f = fixed_geometry_renderer(g, viewmats, Ks, 16, 16, backend="numba")
+    rgb = torch.rand(n, 3, generator=torch.Generator().manual_seed(0))
+    want = render(Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits,
+                            sh=rgb_to_sh_dc(rgb)[:, None, :]), viewmats, Ks, 16, 16, backend="numba")
+    torch.testing.assert_close(f(rgb).rgb, want.rgb, rtol=0, atol=1e-6)

@@ -153,10 +153,13 @@ def fixed_geometry_renderer(
     scales, opacities = g.scales(), g.opacities()
     check_rasterize_inputs(g.means, g.quats, scales, opacities, g.rgb(), viewmats, Ks, width, height, backgrounds)
     placement = rasterize_numba.place(g.means, g.quats, scales, opacities, viewmats, Ks, width, height)
+    # Each colouring a weighted sum of terms found once, where they fit in memory (bit for bit a composite).
+    linear = rasterize_numba.linear_composite(placement, backgrounds)
 
     def coloured(rgb: Tensor) -> RenderResult:
         check(rgb)
-        out = rasterize_numba.composite(placement, rgb.to(device="cpu", dtype=torch.float32).clamp_min(0.0), backgrounds)
+        rgb = rgb.to(device="cpu", dtype=torch.float32).clamp_min(0.0)
+        out = linear(rgb) if linear is not None else rasterize_numba.composite(placement, rgb, backgrounds)
         return RenderResult(*(t.to(home) for t in out))
 
     return coloured

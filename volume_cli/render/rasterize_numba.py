@@ -339,6 +339,88 @@ def _composite_forward(means2d, conics, opacities, payload, ids, starts, tiles_x
 
 
 @numba.njit(parallel=True, cache=True)
+def _composite_weights(means2d, conics, opacities, ids, starts, tiles_x, tiles_y, tile, width, height,
+                       splat, weight, count, transmittance):  # pragma: no cover - compiled
+    """The terms of ``_composite_forward``'s sums without their payload: for every pixel, in the
+    order they are added, the flat splat id (splat [C, H, W, P]) and its weight alpha * T (weight
+    [C, H, W, P], float64 as the forward accumulates); count [C, H, W] (zeros on entry) the terms
+    (when above P, only the first P are stored and the caller must not use them);
+    transmittance [C, H, W] (ones on entry) as the forward's. The same loop as the forward, so
+    sum(weight * payload[splat]) is its accum, term by term in the same order."""
+    tiles_per_camera = tiles_x * tiles_y
+    capacity = splat.shape[3]
+    for t in numba.prange(starts.shape[0] - 1):
+        begin, end = starts[t], starts[t + 1]
+        if begin == end:
+            continue
+        cam = t // tiles_per_camera
+        row0 = ((t % tiles_per_camera) // tiles_x) * tile
+        col0 = (t % tiles_x) * tile
+        rows, cols = min(tile, height - row0), min(tile, width - col0)
+        T = np.ones(rows * cols)
+        remaining = rows * cols
+        for k in range(begin, end):
+            g = ids[k]
+            mx, my = means2d[g, 0], means2d[g, 1]
+            a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+            opacity = opacities[g]
+            reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
+            first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
+            half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
+            for py in range(first, stop):
+                dy = my - (py + 0.5)
+                bdy, cdy2 = b * dy, 0.5 * c * dy * dy
+                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, cols)
+                base = (py - row0) * cols - col0
+                for px in range(x_first, x_stop):
+                    q = base + px
+                    T_q = T[q]
+                    if T_q == 0.0:
+                        continue
+                    dx = mx - (px + 0.5)
+                    sigma = (half_a * dx + bdy) * dx + cdy2
+                    if sigma < 0.0:
+                        continue
+                    alpha = min(ALPHA_MAX, opacity * math.exp(-sigma))
+                    if alpha < ALPHA_MIN:
+                        continue
+                    next_T = T_q * (1.0 - alpha)
+                    if next_T <= T_MIN:
+                        transmittance[cam, py, px] = T_q
+                        T[q] = 0.0
+                        remaining -= 1
+                        continue
+                    n_terms = count[cam, py, px]
+                    if n_terms < capacity:
+                        splat[cam, py, px, n_terms] = g
+                        weight[cam, py, px, n_terms] = alpha * T_q
+                    count[cam, py, px] = n_terms + 1
+                    T[q] = next_T
+            if remaining == 0:
+                break
+        for i in range(rows):
+            for j in range(cols):
+                if T[i * cols + j] != 0.0:
+                    transmittance[cam, row0 + i, col0 + j] = T[i * cols + j]
+
+
+@numba.njit(parallel=True, cache=True)
+def _weighted_sums(splat, weight, count, payload, accum):  # pragma: no cover - compiled
+    """accum [C, H, W, D] (zeros on entry) = sum over a pixel's terms of weight * payload[splat]
+    (payload [C*N, D]), each pixel's terms in their stored order, in float64 like the forward."""
+    num_cameras, height, width = count.shape
+    channels = payload.shape[1]
+    for row in numba.prange(num_cameras * height):
+        cam, y = row // height, row % height
+        for x in range(width):
+            for ch in range(channels):
+                total = 0.0
+                for k in range(count[cam, y, x]):
+                    total += weight[cam, y, x, k] * payload[splat[cam, y, x, k], ch]
+                accum[cam, y, x, ch] = total
+
+
+@numba.njit(parallel=True, cache=True)
 def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
                         accum, transmittance, grad_accum, grad_transmittance,
                         entry_means2d, entry_conics, entry_opacities, entry_payload):  # pragma: no cover - compiled
@@ -601,6 +683,58 @@ def composite(
     return render, alphas, accum[..., d] / alphas.clamp_min(1e-10)
 
 
+# Terms stored per pixel by ``linear_composite``; a placement needing more composites as usual.
+# A predicted head's colour fit (front and backing splats at 256 px) needs up to ~40.
+TERMS_PER_PIXEL = 64
+# ... and at most this many bytes for the stored terms (12 a term), else it composites as usual.
+MAX_TERM_BYTES = 96 << 20
+
+
+def linear_composite(placement: Placement, backgrounds: Tensor | None = None):
+    """``composite`` of one placement as a linear map of the colours, for rendering it many times
+    (colour fitting): the per-pixel terms are found once (one pass like a composite), after which
+    each colouring is a weighted sum, ~10x cheaper than a composite, and bit for bit the same
+    result (same terms, same order, float64 sums). Returns ``f(colors [N, D]) -> (colours
+    [C, H, W, D], alphas [C, H, W], depths [C, H, W])``, not differentiable; None when a pixel has
+    more than TERMS_PER_PIXEL terms or the terms would exceed MAX_TERM_BYTES (composite then)."""
+    num_cameras, tiles_x, tiles_y, width, height = placement.layout
+    if num_cameras * height * width * TERMS_PER_PIXEL * 12 > MAX_TERM_BYTES:
+        return None
+    # Only a pixel's first count entries are written and read: no need to clear 50 MB.
+    splat = np.empty((num_cameras, height, width, TERMS_PER_PIXEL), np.int32)
+    weight = np.empty((num_cameras, height, width, TERMS_PER_PIXEL), np.float64)
+    count = np.zeros((num_cameras, height, width), np.int32)
+    transmittance = np.ones((num_cameras, height, width), np.float64)
+    arrays = [_numpy(x) for x in (placement.means2d, placement.conics, placement.opacities)]
+    with COMPILED_KERNEL_LOCK:
+        _composite_weights(*arrays, placement.ids, placement.starts, tiles_x, tiles_y, TILE, width, height,
+                           splat, weight, count, transmittance)
+    if count.max(initial=0) > TERMS_PER_PIXEL:
+        return None
+    dtype = _numpy(placement.means2d).dtype
+    n = placement.depths.shape[1]
+    transmittance_t = torch.from_numpy(transmittance.astype(dtype))  # rounded first, as composite's is
+    alphas = 1.0 - transmittance_t
+    flat_depths = np.ascontiguousarray(_numpy(placement.depths).reshape(-1, 1).astype(dtype))
+    depth_sum = np.zeros((num_cameras, height, width, 1))
+    with COMPILED_KERNEL_LOCK:
+        _weighted_sums(splat, weight, count, flat_depths, depth_sum)
+    depths = torch.from_numpy(depth_sum[..., 0].astype(dtype)) / alphas.clamp_min(1e-10)
+
+    def colour(colors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        payload = np.ascontiguousarray(_numpy(colors.to(placement.means2d.dtype)).reshape(1, n, -1)
+                                       .repeat(num_cameras, 0).reshape(num_cameras * n, -1))
+        accum = np.zeros((num_cameras, height, width, payload.shape[1]))
+        with COMPILED_KERNEL_LOCK:
+            _weighted_sums(splat, weight, count, payload, accum)
+        render = torch.from_numpy(accum.astype(payload.dtype))
+        if backgrounds is not None:
+            render = render + transmittance_t[..., None] * backgrounds[:, None, None, :]
+        return render, alphas, depths
+
+    return colour
+
+
 def rasterize(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4]
@@ -641,6 +775,9 @@ def warm_up() -> None:
     means.requires_grad_()
     rgb, alpha, depth = rasterize(means, quats, scales, opacities, colors, torch.eye(4)[None], K, 16, 16)
     (rgb.sum() + alpha.sum() + depth.sum()).backward()
+    with torch.no_grad():
+        placement = place(means.detach(), quats, scales, opacities, torch.eye(4)[None], K, 16, 16)
+        linear_composite(placement)(colors)
 
 
 if __name__ == "__main__":  # python -m volume_cli.render.rasterize_numba: compile and cache now
