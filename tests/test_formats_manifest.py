@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -14,16 +15,19 @@ from volume_cli.formats import (
     Intrinsics,
     MissingRecord,
     PredictorInfo,
+    SequenceListing,
     SequenceManifest,
     SourceInfo,
     SplatFormat,
     frame_file_name,
     frames_on_disk,
     load_sequence,
+    read_listing,
     read_manifest,
     write_manifest,
     write_splats,
 )
+from volume_cli.formats import manifest as manifest_module
 from volume_cli.gaussians import Gaussians
 
 IDENTITY = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
@@ -109,8 +113,8 @@ def test_manifest_without_the_optional_head_fields_reads():
 
 
 def test_readers_of_splats_leave_each_frames_head_out(tmp_path):
-    """load_sequence (render, info, view, flicker) drops every frame's fitted head while parsing;
-    the clip's head and everything else stay; read_manifest keeps them all."""
+    """load_sequence (render, info, view, flicker) keeps the header and a few numbers a frame (a
+    SequenceListing), never the records with their fitted heads; read_manifest keeps them all."""
     manifest = make_manifest()
     manifest.head = {"ok": True, "identity": [0.5, -0.25], "file": "not-a-frame-record"}
     for i, frame in enumerate(manifest.frames):
@@ -120,11 +124,114 @@ def test_readers_of_splats_leave_each_frames_head_out(tmp_path):
         (tmp_path / record.file).write_bytes(b"")  # load_sequence only checks that they exist
     assert read_manifest(tmp_path) == manifest
     lean = load_sequence(tmp_path).manifest
-    assert [f.head for f in lean.frames] == [None, None]
+    assert isinstance(lean, SequenceListing) and lean.header() == manifest.header()
     assert lean.head == manifest.head
-    for record in manifest.frames:
-        record.head = None
-    assert lean == manifest
+    assert_listing_is(lean, manifest)
+
+
+def assert_listing_is(listing: SequenceListing, manifest: SequenceManifest) -> None:
+    """The listing holds the manifest's header and, in its arrays, each record's numbers."""
+    assert listing.header() == manifest.header()
+    t = listing.frames
+    assert len(t) == len(manifest.frames)
+    assert t.index.tolist() == [r.index for r in manifest.frames]
+    assert t.time_s.tolist() == [r.time_s for r in manifest.frames]
+    assert [t.status(i) for i in range(len(t))] == [r.status for r in manifest.frames]
+    assert t.num_splats.tolist() == [r.num_splats for r in manifest.frames]
+    assert t.head_center.tolist() == [r.head_center for r in manifest.frames]
+    assert [t.file(i) for i in range(len(t))] == [r.file for r in manifest.frames]
+    m = listing.missing
+    assert m.index.tolist() == [r.index for r in manifest.missing]
+    assert m.time_s.tolist() == [r.time_s for r in manifest.missing]
+    assert ["held" if h else "skipped" for h in m.held] == [r.action for r in manifest.missing]
+
+
+def test_the_file_has_one_record_a_line_and_is_the_same_json(tmp_path):
+    """write_manifest streams the file: valid JSON, the very object the whole-document writer
+    (json.dumps(indent=2), an older volume's) wrote, each record on a line of its own."""
+    manifest = make_manifest()
+    manifest.frames[0].head = {"ok": True, "expression": {"jawOpen": 0.3}, "note": "ünïcode, \"quoted\"\nand a newline"}
+    path = write_manifest(tmp_path, manifest)
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text) == json.loads(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
+    assert text == manifest.to_json() and text.endswith("}\n")
+    lines = text.splitlines()
+    start = lines.index('  "frames": [')
+    end = lines.index("  ],", start)
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[start + 1 : end]] == manifest.to_dict()["frames"]
+    assert lines[end + 1 : end + 2] == ['  "missing": [']
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[end + 2 : -2]] == manifest.to_dict()["missing"]
+    assert lines[-2:] == ["  ]", "}"]
+    # No records at all: still valid JSON.
+    empty = make_manifest()
+    empty.frames, empty.missing = [], []
+    assert json.loads(write_manifest(tmp_path, empty).read_text()) == empty.to_dict()
+    assert read_manifest(tmp_path) == empty
+
+
+@pytest.fixture
+def whole_file_reads(monkeypatch):
+    """Counts the files read whole (json.load) rather than a line at a time."""
+    calls = []
+    whole = manifest_module._events_of_whole
+
+    def counting(f, frame_heads):
+        calls.append(frame_heads)
+        return whole(f, frame_heads)
+
+    monkeypatch.setattr(manifest_module, "_events_of_whole", counting)
+    return calls
+
+
+@pytest.mark.parametrize("layout", ["ours", "indent=2", "one line", "two records a line", "blank lines", "header reordered"])
+def test_the_line_reader_and_the_whole_file_reader_agree(tmp_path, whole_file_reads, layout):
+    """Our layout is read a line at a time; any other layout of the same JSON (an older volume's
+    indent=2, a file edited by hand) is read whole, with the same result from both readers."""
+    manifest = make_manifest()
+    manifest.frames.append(dataclasses.replace(manifest.frames[0], index=7, file="renamed by hand.ply", time_s=0.25))
+    for i, frame in enumerate(manifest.frames):
+        frame.head = {"ok": True, "expression": {"jawOpen": 0.3 + i}}
+    write_manifest(tmp_path, manifest)
+    path = tmp_path / "sequence.json"
+    ours = path.read_text()
+    if layout == "indent=2":
+        path.write_text(json.dumps(manifest.to_dict(), indent=2))
+    elif layout == "one line":
+        path.write_text(json.dumps(manifest.to_dict()))
+    elif layout == "two records a line":  # still valid JSON, but no longer a record a line
+        path.write_text(ours.replace("},\n    {", "}, {", 1))
+    elif layout == "blank lines":
+        path.write_text(ours.replace("},\n    {", "},\n\n    {", 1))
+    elif layout == "header reordered":
+        data = manifest.to_dict()
+        path.write_text(ours.replace('  "format": "volume-sequence",\n', "", 1).replace('"version": 1,', '"version": 1, "format": "volume-sequence",'))
+        assert json.loads(path.read_text()) == data
+    assert json.loads(path.read_text()) == manifest.to_dict()
+    assert read_manifest(path) == manifest
+    assert_listing_is(read_listing(path), dataclasses.replace(manifest))
+    if layout == "ours":
+        assert whole_file_reads == []
+    elif layout != "header reordered":  # (reordering the header keys keeps the line layout)
+        assert whole_file_reads == [True, False]
+
+
+@pytest.mark.parametrize("damage", ["cut mid-record", "a record's line garbled", "a comma missing", "no end"])
+def test_a_damaged_file_is_one_error_naming_it(tmp_path, damage):
+    manifest = make_manifest()
+    path = write_manifest(tmp_path, manifest)
+    text = path.read_text()
+    first = text.index('{"index": 0')
+    damaged = {
+        "cut mid-record": text[: first + 40],
+        "a record's line garbled": text[:first] + '{"index": 0, "file": ' + text[first + 40 :],
+        "a comma missing": text.replace("},\n    {", "}\n    {", 1),
+        "no end": text[: text.rindex("]")],
+    }[damage]
+    path.write_text(damaged)
+    for read in (read_manifest, read_listing):
+        with pytest.raises(ValueError, match=r"sequence\.json: not valid JSON: ") as e:
+            read(tmp_path)
+        assert "\n" not in str(e.value)
 
 
 def test_manifest_round_trip(tmp_path):
@@ -186,10 +293,17 @@ def test_manifest_validation_names_the_field(tmp_path, edit, message):
     edit(data)
     with pytest.raises(ValueError, match=message):
         SequenceManifest.from_dict(data)
-    # From a file, the message also names the file.
-    (tmp_path / "sequence.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=f"sequence.json: {message}"):
-        read_manifest(tmp_path)
+    # From a file, the message also names the file: read whole, and a line at a time.
+    texts = [json.dumps(data)]
+    if isinstance(data["frames"], list):
+        header = {k: v for k, v in data.items() if k not in ("frames", "missing")}
+        lines = [[json.dumps(r).encode() for r in data[k]] for k in ("frames", "missing")]
+        texts.append(b"".join(manifest_module.manifest_chunks(header, *lines)).decode())
+    for text in texts:
+        (tmp_path / "sequence.json").write_text(text)
+        for read in (read_manifest, read_listing):
+            with pytest.raises(ValueError, match=f"sequence.json: {message}"):
+                read(tmp_path)
 
 
 def test_manifest_not_json():
@@ -249,7 +363,8 @@ def test_load_sequence_from_folder_json_and_single_file(tmp_path):
 
     for given in (tmp_path, tmp_path / "sequence.json"):
         seq = load_sequence(given)
-        assert seq.root == tmp_path and seq.manifest == manifest
+        assert seq.root == tmp_path
+        assert_listing_is(seq.manifest, dataclasses.replace(manifest, frames=sorted(manifest.frames, key=lambda r: r.index)))
         assert seq.splat_format is SplatFormat.splat
         assert [(f.index, f.time_s, f.status, f.path.name) for f in seq.frames] == [
             (0, 0.0, "ok", "frame_000000.splat"),

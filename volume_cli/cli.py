@@ -538,13 +538,13 @@ app.command("evaluate")(evaluate)
 def _interrupted_summary(output: Path, started: bool) -> dict:
     """convert's --json object for a run stopped by Ctrl-C or SIGTERM, read back from the manifest
     it left (which lists exactly the complete files)."""
-    from volume_cli.formats import read_manifest
+    from volume_cli.formats import read_listing
 
-    frames = read_manifest(output).frames if started else []
+    held = read_listing(output).frames.held if started else []
     return {
         "output": str(output), "complete": False, "interrupted": True,
-        "frames_written": sum(f.status == "ok" for f in frames),
-        "frames_held": sum(f.status == "held" for f in frames),
+        "frames_written": int(len(held) - sum(held)),
+        "frames_held": int(sum(held)),
         "resume": "run the same command with --resume" if started else "nothing was written: run the same command again",
     }
 

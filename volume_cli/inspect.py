@@ -24,11 +24,11 @@ def describe(path: Path) -> dict:
             lo = torch.minimum(lo, g.means.min(0).values)
             hi = torch.maximum(hi, g.means.max(0).values)
     m = seq.manifest
-    missing = sorted(r.index for r in m.missing if r.action == "skipped") if m else []
+    missing = sorted(m.missing.index[~m.missing.held].tolist()) if m else []
     return {
         "path": str(path),
         "frames": len(seq.frames),
-        "held": sum(1 for f in seq.frames if f.status == "held"),
+        "held": int(m.frames.held.sum()) if m else 0,
         "missing": len(missing),
         "missing_frames": missing,
         "complete": m.complete if m else True,

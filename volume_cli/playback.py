@@ -85,8 +85,8 @@ def parse_background(text: str) -> tuple[float, float, float]:
 
 def target_centre(seq: Sequence) -> np.ndarray:
     """The point the cameras look at [3]: the median head centre of the sequence's frames."""
-    if seq.manifest is not None and seq.manifest.frames:
-        return np.median(np.array([r.head_center for r in seq.manifest.frames]), axis=0)
+    if seq.manifest is not None and len(seq.manifest.frames):
+        return np.median(seq.manifest.frames.head_center, axis=0)
     means = seq.read_frame(0).means.double().numpy()
     if len(means) == 0:
         raise ValueError(f"{seq.frames[0].path}: no splats to render")

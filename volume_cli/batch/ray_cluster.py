@@ -43,7 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from volume_cli.batch.clips import ClipResult, clip_command, record_exit
-from volume_cli.formats import MANIFEST_NAME, read_manifest
+from volume_cli.formats import MANIFEST_NAME, read_listing
 from volume_cli.formats.atomic import remove_stale_temp_files
 
 # Retries of a task whose worker or convert process died (Ray's max_retries): 1 + 3 attempts.
@@ -119,7 +119,7 @@ def _absent_or_empty(folder: Path) -> bool:
 def _frames_listed(out: Path) -> int:
     """How many finished frames the folder's sequence.json lists (0 without one)."""
     try:
-        return len(read_manifest(out / MANIFEST_NAME).frames)
+        return len(read_listing(out / MANIFEST_NAME).frames)
     except (OSError, ValueError):
         return 0
 

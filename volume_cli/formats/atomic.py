@@ -10,11 +10,13 @@ the same directory). A run that is killed between the two steps leaves the tempo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # ".<target name>.tmp-<pid>"; the pid tells which run left the file.
 _TEMP_PATTERN = re.compile(r"\..+\.tmp-(\d+)")
@@ -25,14 +27,17 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically. On any exception the temporary file is removed and
-    ``path`` is left as it was (absent, or its old content)."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path`` through, piece by piece, atomically: it appears at ``path``
+    (flushed, fsync'ed, renamed) when the block ends normally. On any exception the temporary
+    file is removed and ``path`` is left as it was (absent, or its old content). A long file
+    (sequence.json of a long clip) is written this way without ever being held whole."""
     path = Path(path)
     tmp = temp_path_for(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             # fsync before the rename: otherwise a crash can leave the new name pointing at an
             # empty file on some file systems (ext4 delayed allocation).
@@ -42,6 +47,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         # BaseException: a Ctrl-C mid-write must not leave the temporary file either.
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see ``atomic_open``)."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -63,14 +63,13 @@ def view_description(
     input camera (image size, intrinsics), the orbit centre (OpenCV frame, metres), playback
     options. ``splat_counts`` (one per frame) when the manifest does not give them."""
     manifest = sequence.manifest
-    records = {r.file: r for r in manifest.frames} if manifest is not None else {}
     single = sequence.read_frame(0) if manifest is None else None  # a lone splat file says nothing else
     if single is not None and splat_counts is None:
         splat_counts = [single.count]
     frames = []
     for i, frame in enumerate(sequence.frames):
-        record = records.get(frame.path.name)
-        count = splat_counts[i] if splat_counts is not None else (record.num_splats if record else 0)
+        # The listing's rows are in the order of sequence.frames.
+        count = splat_counts[i] if splat_counts is not None else manifest.frames.num_splats[i]
         frames.append({"t": frame.time_s, "url": frame_url(i), "splats": int(count)})
     frames.sort(key=lambda f: f["t"])
     times = [f["t"] for f in frames]
@@ -81,8 +80,8 @@ def view_description(
     if manifest is not None:
         W, H = manifest.image_size
         K = manifest.intrinsics.K
-        centres = [r.head_center for r in manifest.frames]
-        target = np.median(np.asarray(centres), axis=0).tolist() if centres else [0.0, 0.0, 0.5]
+        centres = manifest.frames.head_center
+        target = np.median(centres, axis=0).tolist() if len(centres) else [0.0, 0.0, 0.5]
         title = Path(manifest.source.path).name
     else:
         W = H = 512
