@@ -27,6 +27,9 @@ from plyfile import PlyData
 from typer.testing import CliRunner
 
 from volume_cli.cli import app
+from volume_cli.formats import manifest as manifest_module
+from volume_cli.formats import read_listing, read_manifest
+from volume_cli.pipeline import JOURNAL_NAME
 
 from realdata import REAL, SELFIE, needs_real
 
@@ -78,12 +81,15 @@ def assert_error(result, code: int = 1, match: str = "") -> str:
 
 
 def consistent_manifest(folder: Path) -> dict:
-    """sequence.json of ``folder``, after checking it lists exactly the frame files on disk and that
-    no temporary file is left."""
-    manifest = json.loads((folder / "sequence.json").read_text())
+    """sequence.json of ``folder``, after checking it lists exactly the frame files on disk, one
+    record a line, and that no temporary file or records journal is left."""
+    text = (folder / "sequence.json").read_text()
+    manifest = json.loads(text)
     on_disk = sorted(p.name for p in folder.iterdir() if p.name.startswith("frame_"))
     assert sorted(f["file"] for f in manifest["frames"]) == on_disk
     assert [p.name for p in folder.iterdir() if TEMP_FILE.fullmatch(p.name)] == []
+    assert not (folder / JOURNAL_NAME).exists()
+    assert sum(line.startswith('    {"index": ') for line in text.splitlines()) == len(manifest["frames"]) + len(manifest["missing"])
     return manifest
 
 
@@ -377,6 +383,32 @@ def test_info_on_a_damaged_sequence(selfie_seq, tmp_path):
     assert not (tmp_path / "x.mp4").exists()  # a render that fails part-way leaves no video
     (damaged / "sequence.json").write_text("garbage")
     assert_error(invoke("info", damaged), match="not valid JSON")
+    # One record's line cut short (a disk that filled up, a bad edit): one line naming the file.
+    text = (out / "sequence.json").read_text()
+    line = next(x for x in text.splitlines() if x.startswith('    {"index": 2,'))
+    (damaged / "sequence.json").write_text(text.replace(line, line[:60]))
+    for command in (["info", damaged], ["render", damaged, "-o", tmp_path / "x.mp4", "--size", 32]):
+        assert_error(invoke(*command), match=r"damaged/sequence\.json: not valid JSON")
+
+
+def test_the_line_reader_and_the_whole_file_reader_agree_on_a_converted_sequence(selfie_seq, tmp_path, monkeypatch):
+    """sequence.json as convert wrote it is read a line at a time; the same JSON laid out otherwise
+    (indent=2, as an older volume wrote it) is read whole; both give the same listing and info."""
+    out, _ = selfie_seq
+    reformatted = tmp_path / "reformatted"
+    shutil.copytree(out, reformatted)
+    (reformatted / "sequence.json").write_text(json.dumps(json.loads((out / "sequence.json").read_text()), indent=2))
+    whole = []
+    events_of_whole = manifest_module._events_of_whole
+    monkeypatch.setattr(manifest_module, "_events_of_whole", lambda *a: whole.append(1) or events_of_whole(*a))
+    lines, parsed = read_listing(out), read_listing(reformatted)
+    assert whole == [1]  # the reformatted one only
+    assert lines.header() == parsed.header() and lines.complete is True
+    for name in ("index", "time_s", "held", "num_splats", "head_center"):
+        np.testing.assert_array_equal(getattr(lines.frames, name), getattr(parsed.frames, name))
+    assert read_manifest(out) == read_manifest(reformatted)
+    assert read_manifest(out).frames[0].head_center == lines.frames.head_center[0].tolist()
+    assert run_json("info", out) | {"path": ""} == run_json("info", reformatted) | {"path": ""}
 
 
 # --- bad input: one line, exit 1, nothing written --------------------------------------------------
@@ -634,9 +666,9 @@ def test_existing_output_folder(selfie_seq, media, tmp_path):
 INTERRUPTED_FRAMES = 12
 
 
-def interrupt_convert(out: Path, sig: int, *extra: str) -> tuple[list[str], int, str, str]:
-    """Run convert as a real process, send ``sig`` once its first frame file exists; return the
-    command and the exit code, stdout and stderr."""
+def interrupt_convert(out: Path, sig: int, *extra: str, after_frames: int = 1) -> tuple[list[str], int, str, str]:
+    """Run convert as a real process, send ``sig`` once ``after_frames`` frame files exist; return
+    the command and the exit code, stdout and stderr."""
     cmd = [str(VOLUME), "convert", str(SELFIE), "-o", str(out), *FAST, "--max-frames", str(INTERRUPTED_FRAMES), "--batch-size", "1", *extra]
     # A shell that starts a job in the background without job control makes it ignore SIGINT, and a
     # Python started that way honours it (no KeyboardInterrupt): give the child the default
@@ -645,7 +677,7 @@ def interrupt_convert(out: Path, sig: int, *extra: str) -> tuple[list[str], int,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
-        while not list(out.glob("frame_*.ply")):
+        while len(list(out.glob("frame_*.ply"))) < after_frames:
             assert proc.poll() is None, f"convert ended before writing a frame: {proc.communicate()}"
             assert time.monotonic() < deadline, "no frame written in 120 s"
             time.sleep(0.01)
@@ -694,6 +726,29 @@ def test_ctrl_c_then_resume(tmp_path):
     assert manifest["complete"] is True
     assert [f["index"] for f in manifest["frames"]] == list(range(INTERRUPTED_FRAMES))
     assert (out / "frame_000000.ply").read_bytes() == first  # finished frames are not redone
+
+
+@needs_script
+def test_a_killed_convert_resumes_from_its_records_journal(tmp_path):
+    """SIGKILL (the OOM killer, a dead cluster worker): no last rewrite of sequence.json, which
+    lists only the frames of its last periodic one; the journal beside it has every finished
+    frame's record, so --resume redoes none of them and the folder ends listing exactly its files."""
+    out = tmp_path / "out"
+    cmd, code, _, stderr = interrupt_convert(out, signal.SIGKILL, after_frames=4)
+    assert code == -signal.SIGKILL, stderr
+    journal = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
+    listed = json.loads((out / "sequence.json").read_text())["frames"]
+    assert len(listed) <= len(journal) >= 3 and listed == journal[: len(listed)]
+    assert all((out / r["file"]).is_file() for r in journal)
+    kept = {r["file"]: (out / r["file"]).stat().st_ino for r in journal}
+    resumed = subprocess.run(cmd + ["--resume", "--json"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    result = parse_json(resumed.stdout)
+    assert (result["frames_resumed"], result["frames_written"]) == (len(journal), INTERRUPTED_FRAMES - len(journal))
+    manifest = consistent_manifest(out)
+    assert manifest["complete"] is True and [f["index"] for f in manifest["frames"]] == list(range(INTERRUPTED_FRAMES))
+    assert {name: (out / name).stat().st_ino for name in kept} == kept  # not written again
+    assert [f for f in manifest["frames"] if f["file"] in kept] == journal
 
 
 @needs_script

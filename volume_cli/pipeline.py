@@ -13,15 +13,22 @@ Output folder invariants: splat files appear only complete (temporary name, then
 sequence.json is rewritten atomically every second (less often once a rewrite takes more than a
 tenth of that: long clips) and at the end, always listing only frames whose files are complete,
 with ``complete: false`` until the run finishes. A run stopped by Ctrl-C leaves a consistent
-folder that ``--resume`` finishes.
+folder that ``--resume`` finishes. The frames' records wait in a journal file in the folder
+(``_Folder``), not in memory, and sequence.json is streamed from it (one record a line), so
+memory does not grow with the clip's length; a killed run's journal tells ``--resume`` the frames
+finished after the last rewrite.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
+import os
 import tempfile
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,15 +42,17 @@ from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, 
 from volume_cli.formats import (
     COORDINATES,
     MANIFEST_NAME,
-    SequenceManifest,
+    FrameRecord,
+    ManifestHeader,
+    MissingRecord,
     SplatFormat,
     encode_splats,
     frame_file_name,
     frames_on_disk,
-    read_manifest,
-    write_manifest,
+    scan_manifest,
 )
-from volume_cli.formats.atomic import atomic_write_bytes, remove_stale_temp_files
+from volume_cli.formats.atomic import atomic_write_bytes, remove_stale_temp_files, temp_path_for
+from volume_cli.formats.manifest import frame_line, missing_line, record_line, write_manifest_lines
 from volume_cli.concurrency import prefetch
 from volume_cli.framing import FramedCrop, frame_crop
 from volume_cli.landmark_store import LandmarkStore
@@ -216,39 +225,169 @@ def to_original_frame(gaussians_virtual, R: np.ndarray):
     return gaussians_virtual.transform(torch.from_numpy(R.T.copy()))
 
 
-class _Folder:
-    """The output folder and its manifest, kept consistent with the files on disk."""
+JOURNAL_NAME = ".sequence.frames.jsonl"
 
-    def __init__(self, path: Path, header: dict, done: list[dict], missing: list[dict]) -> None:
+
+class _Folder:
+    """The output folder and its manifest, kept consistent with the files on disk.
+
+    Each finished frame's record goes, as the one line sequence.json will hold it, to the end of a
+    journal beside it (``JOURNAL_NAME``, hidden); memory keeps only where each line is (20 bytes a
+    frame), and sequence.json is rewritten by streaming the lines back in index order. The
+    journal outlives a run that is killed (not even its last rewrite of sequence.json then lists
+    every finished frame), and ``--resume`` reads both; it is removed once sequence.json lists
+    everything it holds, at the end of a run, finished or interrupted."""
+
+    def __init__(self, path: Path, header: dict, missing: list[dict]) -> None:
         self.path = path
-        self.header = header
-        self.frames: dict[int, dict] = {r["index"]: r for r in done}
-        self.missing = missing
+        self.header = ManifestHeader.from_dict(dict(header, complete=False))  # checked once
+        self._missing = [missing_line(m) for m in missing]  # ~60 bytes a frame without a face
         self._lock = threading.Lock()
+        self._index, self._offset, self._length = array("q"), array("q"), array("i")
+        self._journal = None
+        self._size = 0  # bytes in the journal
+        self._flushed_all = False  # whether sequence.json lists every journal line
         self._last_flush = 0.0
         self._flush_seconds = 0.0  # how long the last rewrite took
         self.completed = False
 
+    def open(self, previous: bool) -> set[int]:
+        """Start the journal: with ``previous`` (--resume), with the records of the frames whose
+        files are on disk, from the folder's sequence.json and the journal a killed run left;
+        returns their source indices."""
+        journal = self.path / JOURNAL_NAME
+        fresh = temp_path_for(journal)
+        sink = _Recovered(self.path)
+        try:
+            with open(fresh, "wb") as f:
+                sink.journal = f
+                if previous:
+                    scan_manifest(self.path / MANIFEST_NAME, sink)
+                    sink.more(journal)
+            os.replace(fresh, journal)
+        except BaseException:
+            fresh.unlink(missing_ok=True)
+            raise
+        self._journal = open(journal, "a+b")  # appended to, and read back by flush()
+        self._index, self._offset, self._length = sink.index, sink.offset, sink.length
+        self._size = sink.size
+        return sink.seen
+
     def add(self, record: dict) -> None:
+        line = frame_line(record)
         with self._lock:
-            self.frames[record["index"]] = record
+            self._journal.write(line + b"\n")
+            self._journal.flush()  # in the file before its index is: flush() reads it back
+            self._index.append(record["index"])
+            self._offset.append(self._size)
+            self._length.append(len(line))
+            self._size += len(line) + 1
+            self._flushed_all = False
 
     def flush(self, complete: bool = False, force: bool = True) -> None:
         now = time.monotonic()
         if not force and now - self._last_flush < max(_MANIFEST_EVERY_S, self._flush_seconds / _MANIFEST_COST_SHARE):
             return
         with self._lock:
-            frames = [self.frames[i] for i in sorted(self.frames)]
-        document = dict(self.header, complete=complete, frames=frames, missing=self.missing)
-        write_manifest(self.path, SequenceManifest.from_dict(document))
+            index, offset, length = (np.array(a, dtype=a.typecode) for a in (self._index, self._offset, self._length))
+        order = np.argsort(index, kind="stable")
+        if len(order):  # one record an index: the latest
+            order = order[np.append(index[order][1:] != index[order][:-1], True)]
+        fd = self._journal.fileno()
+        lines = (os.pread(fd, int(length[k]), int(offset[k])) for k in order)
+        header = dataclasses.replace(self.header, complete=complete)
+        write_manifest_lines(self.path, header.to_dict(), lines, self._missing)
+        self._flushed_all = len(self._index) == len(index)  # (an add() since may not be listed)
         self._last_flush = now
         self._flush_seconds = time.monotonic() - now
         self.completed = complete
 
+    def close(self) -> None:
+        """At the end of a run: the journal goes once sequence.json lists every line of it (kept
+        for --resume if the last rewrite failed)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+            if self._flushed_all:
+                (self.path / JOURNAL_NAME).unlink(missing_ok=True)
+
+
+class _Recovered:
+    """--resume: the records of a previous run whose files are on disk, copied to a new journal
+    (``journal``, set by the caller) with where each line is."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.journal = None
+        self.start()
+
+    def start(self) -> None:  # (again if the manifest is then read whole: forget what came)
+        if self.journal is not None:
+            self.journal.seek(0)
+            self.journal.truncate()
+        self.seen: set[int] = set()
+        self.index, self.offset, self.length = array("q"), array("q"), array("i")
+        self.size = 0
+
+    def header(self, header: ManifestHeader) -> None:
+        pass
+
+    def frame(self, i: int, record: FrameRecord) -> None:
+        if record.index not in self.seen and (self.folder / record.file).is_file():
+            line = record_line(record)
+            self.journal.write(line + b"\n")
+            self.seen.add(record.index)
+            self.index.append(record.index)
+            self.offset.append(self.size)
+            self.length.append(len(line))
+            self.size += len(line) + 1
+
+    def missing(self, i: int, record: MissingRecord) -> None:
+        pass
+
+    def more(self, journal: Path) -> None:
+        """The records of a killed run's journal (past its last rewrite of sequence.json). A line
+        it was killed while appending, or one that does not validate, is left out: its frame is
+        converted again."""
+        if not journal.is_file():
+            return
+        for _, line in _journal_lines(journal):
+            try:
+                record = FrameRecord(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            self.frame(-1, record)
+
+
+def _journal_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(offset, line without its newline) of each complete line of a journal."""
+    offset = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.endswith(b"\n"):
+                yield offset, line[:-1]
+            offset += len(line)
+
+
+class _HeaderOnly:
+    """A manifest sink that keeps the header alone."""
+
+    def start(self) -> None:
+        self.found = None
+
+    def header(self, header: ManifestHeader) -> None:
+        self.found = header
+
+    def frame(self, i: int, record: FrameRecord) -> None:
+        pass
+
+    def missing(self, i: int, record: MissingRecord) -> None:
+        pass
+
 
 def prepare_output(out: Path, *, overwrite: bool, resume: bool) -> dict | None:
-    """Check the output folder before any work. Returns the existing manifest (as a JSON dict) when
-    resuming. Nothing is deleted here: ``clear_output`` runs once the source has been tracked, so
+    """Check the output folder before any work. Returns the existing manifest's header (as a JSON
+    dict, without the records) when resuming. Nothing is deleted here: ``clear_output`` runs once the source has been tracked, so
     an --overwrite run that fails early (no face, bad input) leaves the old sequence as it was."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
@@ -264,7 +403,9 @@ def prepare_output(out: Path, *, overwrite: bool, resume: bool) -> dict | None:
                 raise InputError(f"{out} has no {MANIFEST_NAME} to resume from")
             return None
         try:
-            return read_manifest(manifest_path).to_dict()
+            sink = _HeaderOnly()
+            scan_manifest(manifest_path, sink, frame_heads=False)  # every record is checked all the same
+            return sink.found.to_dict()
         except ValueError as e:
             raise InputError(f"cannot resume: {e}") from e
     if existing and not overwrite:
@@ -281,6 +422,7 @@ def clear_output(out: Path) -> None:
         for p in frames_on_disk(out, fmt).values():
             p.unlink()
     (out / MANIFEST_NAME).unlink(missing_ok=True)
+    (out / JOURNAL_NAME).unlink(missing_ok=True)
     remove_stale_temp_files(out)
 
 
@@ -315,8 +457,6 @@ def convert(
             header["head"] = head.header()
         stage = {"track": time.perf_counter() - t0}
 
-        done = [r for r in (previous or {}).get("frames", []) if (out / r["file"]).is_file()]
-        done_indices = {r["index"] for r in done}
         missing = [
             {"index": t.index, "time_s": t.time_s, "action": "held" if t.held_from is not None else "skipped"}
             for t in tracked if t.slot is None
@@ -325,7 +465,8 @@ def convert(
             clear_output(out)
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(out)
-        folder = _Folder(out, header, done, missing)
+        folder = _Folder(out, header, missing)
+        done_indices = folder.open(previous is not None)  # the frames a previous run finished
         folder.flush()
 
         # Held frames are written right after the frame they repeat.
@@ -396,13 +537,16 @@ def convert(
             # that lists exactly the complete files.
             writer.shutdown(wait=True, cancel_futures=True)
             progress.stop()
-            if not folder.completed:
-                folder.flush(complete=False)
+            try:
+                if not folder.completed:
+                    folder.flush(complete=False)
+            finally:
+                folder.close()
 
         stage.update(timers)
         return ConvertReport(
             output=out, frames_written=counts["written"], frames_held=counts["held"],
-            frames_missing=sum(1 for m in missing if m["action"] == "skipped"), frames_resumed=len(done),
+            frames_missing=sum(1 for m in missing if m["action"] == "skipped"), frames_resumed=len(done_indices),
             seconds=time.perf_counter() - started, stage_seconds=stage, warnings=list(source.warnings),
         )
 
