@@ -462,6 +462,33 @@ def test_no_loop_stops_at_the_end(browser, tmp_path):
         server.shutdown()
 
 
+def test_playback_waits_for_a_frame_that_is_late(browser, synthetic_seq):
+    """A frame that takes seconds to arrive is waited for ("Buffering..."), not skipped: at a
+    quarter speed the clock visits every frame, so the page must show frame 6 after 5, late."""
+    server = ViewServer(load_sequence(synthetic_seq), port=0)
+    get = server.frames.get
+
+    def slow_get(i: int) -> bytes:
+        if i == 6:
+            time.sleep(4.0)
+        return get(i)
+
+    server.frames.get = slow_get
+    server.start_in_thread()
+    page = Page(browser, server.url)
+    try:
+        page.js("window.volumeView.pause()")
+        page.page.select_option("#speed", "0.25")
+        page.js("window.volumeView.seek(0); window.volumeView.test.shownLog.length = 0; window.volumeView.play()")
+        page.page.wait_for_function("window.volumeView.test.shownLog.includes(7)", timeout=90_000)
+        log = page.state()["shownLog"]
+        assert 6 in log and log.index(6) < log.index(7), log
+        assert page.state()["stalls"] > 0 and page.state()["errors"] == []
+    finally:
+        page.close()
+        server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def hopper_seq(tmp_path_factory) -> Path:
     """A real convert: 4 frames of the bundled clip at the smallest crop."""

@@ -10,9 +10,11 @@ const SPLAT_BUDGET = 8e6; // splats kept decoded (~16 bytes each on the GPU); fa
 const RESYNC_S = 0.15; // the source video is re-seeked when it drifts this far from the clock
 
 const $ = (id) => document.getElementById(id);
-const status = (text) => { $("status").textContent = text; };
+let notice = ""; // a message that stays (a frame or the video that failed), over loading/buffering
+const status = (text) => { $("status").textContent = notice || text; };
+const warn = (text) => { notice = text; status(""); };
 
-const test = { ready: false, errors: [], stalls: 0, framesShown: 0, ticks: 0, shownAtTick: 0 }; // read by the browser tests
+const test = { ready: false, errors: [], stalls: 0, framesShown: 0, ticks: 0, shownAtTick: 0, shownLog: [] }; // read by the browser tests
 window.volumeView = { test };
 
 let view;
@@ -116,7 +118,7 @@ async function load(i) {
   } catch (e) {
     entry.state = "error";
     test.errors.push(String(e));
-    status(`Frame ${i}: ${e.message}`);
+    warn(`Frame ${i}: ${e.message}`);
   } finally {
     inFlight--;
     requestAhead();
@@ -145,6 +147,11 @@ function requestAhead() {
   }
 }
 
+function settled(i) { // loaded, or failed (then the last frame stays up and time goes on)
+  const entry = cache.get(i);
+  return Boolean(entry && entry.state !== "loading");
+}
+
 function show(i) {
   const entry = cache.get(i);
   if (!entry || entry.state !== "ready") return false;
@@ -155,6 +162,7 @@ function show(i) {
     shown = i;
     test.framesShown++;
     test.shownAtTick = test.ticks;
+    if (test.shownLog.length < 1000) test.shownLog.push(i);
   }
   return true;
 }
@@ -167,7 +175,7 @@ if (view.video) {
   $("side-label").hidden = false;
   $("side").checked = view.side_by_side;
   video.addEventListener("error", () => {
-    status("The source video cannot be played in this browser");
+    warn("The source video cannot be played in this browser");
     $("side-label").hidden = true;
     setVideo(false);
   });
@@ -234,7 +242,10 @@ function tick(now) {
   const dt = Math.min(0.25, (now - last) / 1000); // a background tab does not jump ahead
   last = now;
   test.ticks++;
-  if (playing && test.ready) {
+  // While the frame the clock reaches is still loading, the clock waits for it (as a video
+  // player buffers) instead of skipping ahead; a slow renderer still drops frames, in time.
+  const buffering = playing && test.ready && !settled(current);
+  if (playing && test.ready && !buffering) {
     clock += dt * speed;
     if (clock >= tEnd) {
       if (loop) { clock = t0 + ((clock - tEnd) % span); syncVideo(true); }
@@ -242,12 +253,12 @@ function tick(now) {
     }
     syncVideo(false);
   }
-  const wanted = frameAt(clock);
-  if (wanted !== current) current = wanted;
+  if (buffering) test.stalls++;
+  current = frameAt(clock);
   requestAhead();
-  if (!show(current) && playing && test.ready) test.stalls++;
+  show(current);
   if (!test.ready && shown >= 0) { test.ready = true; status(""); }
-  if (!test.ready) status("Loading...");
+  status(!test.ready ? "Loading..." : settled(current) ? "" : "Buffering...");
   if (!dragging) slider.value = clock;
   $("clock").textContent = `${(clock - t0).toFixed(2)} / ${span.toFixed(2)} s`;
   controls.update();
