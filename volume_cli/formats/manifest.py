@@ -152,7 +152,9 @@ class FrameRecord:
     def __post_init__(self) -> None:
         _check_fields(self)
         _check_choice(self.status, ("ok", "held"), "status")
-        if Path(self.file).name != self.file or self.file in ("", ".", ".."):
+        # A bare name: what Path(file).name gives back unchanged, checked without a Path, which
+        # interns its parts (sys.intern): a long clip's names would stay in memory after reading.
+        if self.file in ("", ".", "..") or os.sep in self.file or (os.altsep and os.altsep in self.file):
             raise ValueError(f"file must be a bare file name inside the sequence folder, got {self.file!r}")
         _check_shape(self.rotation, (3, 3), "rotation")
         _check_shape(self.virtual_K, (3, 3), "virtual_K")
