@@ -463,28 +463,38 @@ def test_no_loop_stops_at_the_end(browser, tmp_path):
 
 
 def test_playback_waits_for_a_frame_that_is_late(browser, synthetic_seq):
-    """A frame that takes seconds to arrive is waited for ("Buffering..."), not skipped: at a
-    quarter speed the clock visits every frame, so the page must show frame 6 after 5, late."""
-    server = ViewServer(load_sequence(synthetic_seq), port=0)
-    get = server.frames.get
+    """A frame that has not arrived when its time comes is waited for ("Buffering..."), not
+    skipped: frame 6 is held back by the server until the page has been waiting on it; at a
+    quarter speed the clock visits every frame, so the page shows 5, then 6, then 7."""
+    import threading
 
-    def slow_get(i: int) -> bytes:
+    server = ViewServer(load_sequence(synthetic_seq), port=0)
+    get, release = server.frames.get, threading.Event()
+
+    def held_back(i: int) -> bytes:
         if i == 6:
-            time.sleep(4.0)
+            release.wait(timeout=120)
         return get(i)
 
-    server.frames.get = slow_get
+    server.frames.get = held_back
     server.start_in_thread()
     page = Page(browser, server.url)
     try:
         page.js("window.volumeView.pause()")
         page.page.select_option("#speed", "0.25")
         page.js("window.volumeView.seek(0); window.volumeView.test.shownLog.length = 0; window.volumeView.play()")
+        # the clock reaches frame 6's time and holds there while the frame is missing
+        page.page.wait_for_function("window.volumeView.test.stalls > 3 && window.volumeView.state().frame === 6", timeout=90_000)
+        held = page.state()
+        assert held["shown"] == 5 and held["clock"] == pytest.approx(0.6, abs=0.07), held
+        assert page.page.locator("#status").inner_text() == "Buffering..."
+        release.set()
         page.page.wait_for_function("window.volumeView.test.shownLog.includes(7)", timeout=90_000)
         log = page.state()["shownLog"]
-        assert 6 in log and log.index(6) < log.index(7), log
-        assert page.state()["stalls"] > 0 and page.state()["errors"] == []
+        assert 6 in log and log.index(5) < log.index(6) < log.index(7), str((log, page.state()["errors"], page.state()["clock"]))
+        assert page.state()["errors"] == []
     finally:
+        release.set()
         page.close()
         server.shutdown()
 

@@ -197,6 +197,7 @@ function syncVideo(force) {
 // -- clock and controls ---------------------------------------------------------------------
 let clock = t0, playing = frames.length > 1, loop = view.loop, speed = 1, last = performance.now();
 let dragging = false;
+let waiting = false; // the last tick held the clock for a frame still loading
 
 const slider = $("time");
 slider.min = t0; slider.max = tEnd; slider.value = t0;
@@ -245,7 +246,9 @@ function tick(now) {
   // While the frame the clock reaches is still loading, the clock waits for it (as a video
   // player buffers) instead of skipping ahead; a slow renderer still drops frames, in time.
   const buffering = playing && test.ready && !settled(current);
-  if (playing && test.ready && !buffering) {
+  const arrived = waiting && !buffering; // the awaited frame: shown before the clock moves on
+  waiting = buffering;
+  if (playing && test.ready && !buffering && !arrived) {
     clock += dt * speed;
     if (clock >= tEnd) {
       if (loop) { clock = t0 + ((clock - tEnd) % span); syncVideo(true); }
