@@ -9,11 +9,16 @@ of it: a convert runs at ~5 frames/s here). What must hold (issue 12):
 from 1 to 16 minutes the first pass grows by less than 10 %. Prints one JSON object; a 16-minute
 clip takes about 10 minutes of the 2-core machine (encoding it, then its first pass).
 
+The manifest writer (``--writer-frames N ...``, alone): convert's writer given N simulated
+records of ~5 kB (a whole-head fit each), rewriting sequence.json every 1 000: the memory it holds
+after the last (tracemalloc), which must not grow with N beyond a few dozen bytes a frame.
+
 Playback (``--playback-minutes``, 1 and 4 by default): sequences of that length are made from 24
 frames converted at 64 px, looped (the files hard-linked, the records repeated with their own
 index and time), and a fresh process each runs ``volume info``, ``volume render --size 64`` and
-the flicker command (64 px) on them; each reports its peak. Those read one frame at a time, so
-what grows with the length is sequence.json's records (~1.2 kB of JSON a frame), not the splats.
+the flicker command (64 px) on them; each reports its peak. Those read one frame's splats at a
+time and sequence.json a record at a time (a few numbers a frame kept), so little grows with
+the length.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -64,20 +70,72 @@ def _first_pass(clip: Path, predictor_name: str) -> dict:
 def looped_sequence(folder: Path, minutes: float, out: Path) -> Path:
     """A sequence folder ``minutes`` long at ``folder``'s frame rate, made of ``folder``'s frames in
     a loop: the frame files hard-linked (no disk for the copies), each record repeated with its own
-    index, time and file name."""
-    from volume_cli.formats import frame_file_name, read_manifest
+    index, time and file name; sequence.json written as convert writes it (one record a line)."""
+    from dataclasses import replace
 
-    manifest = json.loads((folder / "sequence.json").read_text())
-    cycle = manifest["frames"]
-    fps = read_manifest(folder).source.fps or 30.0
+    from volume_cli.formats import frame_file_name, read_manifest
+    from volume_cli.formats.manifest import record_line, write_manifest_lines
+
+    manifest = read_manifest(folder)
+    cycle = manifest.frames
+    fps = manifest.source.fps or 30.0
     out.mkdir(parents=True)
-    frames = []
-    for i in range(int(round(minutes * 60 * fps))):
-        record = dict(cycle[i % len(cycle)], index=i, time_s=i / fps, file=frame_file_name(i, manifest["splat_format"]))
-        os.link(folder / cycle[i % len(cycle)]["file"], out / record["file"])
-        frames.append(record)
-    (out / "sequence.json").write_text(json.dumps(dict(manifest, frames=frames, missing=[])))
+
+    def lines():
+        for i in range(int(round(minutes * 60 * fps))):
+            looped = cycle[i % len(cycle)]
+            record = replace(looped, index=i, time_s=i / fps, file=frame_file_name(i, manifest.splat_format))
+            os.link(folder / looped.file, out / record.file)
+            yield record_line(record)
+
+    write_manifest_lines(out, manifest.header().to_dict(), lines(), [])
     return out
+
+
+def simulated_record(i: int, fps: float = 30.0) -> dict:
+    """A frame record as convert makes it with the whole-head prior (~5 kB of JSON: the fitted
+    head's 52 expression weights are most of it)."""
+    rng = random.Random(i)
+    row = lambda n: [rng.uniform(-1, 1) for _ in range(n)]  # noqa: E731
+    return {
+        "index": i, "file": f"frame_{i:06d}.ply", "time_s": i / fps, "num_splats": 90_000 + i % 977, "status": "ok",
+        "rotation": [row(3) for _ in range(3)], "virtual_K": [row(3) for _ in range(3)], "face_box": row(4),
+        "head_center": row(3), "distance_m": rng.uniform(0.4, 0.8),
+        "head": {"ok": True, "residual_mm": rng.uniform(1, 3), "scale": rng.uniform(0.9, 1.1),
+                 "rotation": [row(3) for _ in range(3)], "translation_m": row(3),
+                 "expression": {f"faceUnit{k:02d}_{'LR'[k % 2]}": rng.uniform(0, 1) for k in range(52)}},
+    }
+
+
+def _writer(frames: int, flush_every: int) -> dict:
+    """In this process: convert's manifest writer (pipeline._Folder) given ``frames`` records,
+    rewriting sequence.json every ``flush_every``; what tracemalloc sees it hold and at most."""
+    import tracemalloc
+
+    from volume_cli import pipeline
+
+    header = {"format": "volume-sequence", "version": 1, "tool": {"name": "volume", "version": "0"}, "created": "2025-01-01T00:00:00Z",
+              "source": {"path": "talk.mp4", "kind": "video", "fps": 30.0, "frame_count": frames, "rotation_deg": 0},
+              "image_size": [640, 360], "intrinsics": {"K": [[500.0, 0.0, 320.0], [0.0, 500.0, 180.0], [0.0, 0.0, 1.0]], "focal_px": 500.0, "fov_deg": 60.0},
+              "crop_size": 256, "coordinates": pipeline.COORDINATES, "predictor": {"name": "geometric", "weights_sha256": None},
+              "splat_format": "ply", "options": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = pipeline._Folder(Path(tmp), header, [])
+        folder.open(previous=False)
+        folder.flush()  # what a first rewrite imports and caches is not the records'
+        tracemalloc.start()
+        for i in range(frames):
+            folder.add(simulated_record(i))
+            if (i + 1) % flush_every == 0:
+                folder.flush()
+        held = tracemalloc.get_traced_memory()[0]
+        folder.flush(complete=True)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        folder.close()
+        size = (Path(tmp) / pipeline.MANIFEST_NAME).stat().st_size
+    return {"frames": frames, "held_mb": round(held / 1e6, 2), "peak_mb": round(peak / 1e6, 2),
+            "bytes_held_a_frame": round(held / frames, 1), "sequence_json_mb": round(size / 1e6, 1)}
 
 
 def _peak_mb(cmd: list[str]) -> float:
@@ -123,10 +181,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="sequence lengths for info, render and flicker (none: skip them)")
     parser.add_argument("--predictor", default="geometric")
     parser.add_argument("--source", type=Path, default=SELFIE)
+    parser.add_argument("--writer-frames", type=int, nargs="*", default=[],
+                        help="only measure convert's manifest writer (tracemalloc) over this many simulated records")
     parser.add_argument("--first-pass-of", type=Path, help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args(argv)
     if args.first_pass_of:
         print(json.dumps(_first_pass(args.first_pass_of, args.predictor)))
+        return 0
+    if args.writer_frames:
+        print(json.dumps({"writer": [_writer(n, flush_every=1000) for n in args.writer_frames]}))
         return 0
     result: dict = {"predictor": args.predictor, "first_pass": {}}
     with tempfile.TemporaryDirectory() as tmp:
