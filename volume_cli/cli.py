@@ -8,13 +8,11 @@ from kill, timeout or a cancelled job: both stop cleanly, finishing the files in
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from volume_cli import __version__
+from volume_cli.concurrency import signal_as_interrupt
 from volume_cli.formats import MANIFEST_NAME, SplatFormat
 from volume_cli.pipeline import OnMissing
 from volume_cli.predictors import PredictorName
@@ -67,19 +66,11 @@ def os_error_message(e: OSError, target: Path) -> str:
     return f"{e.filename or target}: {e.strerror or e}"
 
 
-@contextlib.contextmanager
 def sigterm_as_interrupt():
     """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that a pipeline's kill
     or timeout also leaves complete files and an up-to-date sequence.json (the default handler
-    ends the process at once). Signal handlers can only be set from the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    ends the process at once)."""
+    return signal_as_interrupt(signal.SIGTERM)
 
 
 def resolve_device(device: Device) -> str:

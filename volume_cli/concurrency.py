@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -51,3 +53,17 @@ def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+
+
+@contextlib.contextmanager
+def signal_as_interrupt(sig: int):
+    """Within the block the signal ``sig`` raises KeyboardInterrupt, as Ctrl-C does. Signal
+    handlers can only be set from the main thread; elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(sig, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(sig, previous)

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from volume_cli.batch.clips import ClipResult, clip_command, record_exit
+from volume_cli.concurrency import signal_as_interrupt
 from volume_cli.formats import MANIFEST_NAME, read_listing
 from volume_cli.formats.atomic import remove_stale_temp_files
 
@@ -124,19 +125,11 @@ def _frames_listed(out: Path) -> int:
         return 0
 
 
-@contextlib.contextmanager
 def _cancellable():
     """Ray cancels a running task by simulating SIGINT in its worker, which does nothing where the
     worker ignores SIGINT (it does when the cluster was started from a background job, as
     `ray start ... &` in a script is): within the block SIGINT raises KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return signal_as_interrupt(signal.SIGINT)
 
 
 def _child_setup(parent: int) -> Callable[[], None]:
