@@ -318,10 +318,12 @@ def test_convert_without_the_head_model_file_is_a_one_line_error(tmp_path, monke
     assert not (tmp_path / "out").exists()
 
 
-def test_packed_clip_fits_smooth_as_the_reference_does():
+@pytest.mark.parametrize("chunk_rows", [4096, 7])  # 7: the 12 frames in two chunks, the margin carried over
+def test_packed_clip_fits_smooth_as_the_reference_does(chunk_rows, monkeypatch):
     from volume_cli.head.fit import smooth_fits
     from volume_cli.head.track import PackedFits
 
+    monkeypatch.setattr(PackedFits, "_CHUNK_ROWS", chunk_rows)
     rng = np.random.default_rng(5)
     fitter = HeadFitter(MODEL)
     identity, expression = zeros()
@@ -331,6 +333,8 @@ def test_packed_clip_fits_smooth_as_the_reference_does():
         fits.append(fitter.fit_frame(landmarks_of(identity, expression, R=R)))
     fits[5] = dataclasses.replace(fits[5], ok=False, reason="test")
     packed = PackedFits(fitter.identity, len(MODEL.expression_names))
+    packed._ok = packed._ok[:4]  # start small so the arrays grow while the fits go in
+    packed._array, packed._residual = packed._array[:4], packed._residual[:4]
     for f in fits:
         packed.append(f)
     packed.smooth(2.0)

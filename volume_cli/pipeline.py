@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from volume_cli import __version__, camera
-from volume_cli.face import FaceFinder, FaceObservation, HeadState, head_state, smooth_track
+from volume_cli.face import FaceFinder, head_state, smooth_track
 from volume_cli.formats import (
     COORDINATES,
     MANIFEST_NAME,
@@ -56,6 +56,7 @@ from volume_cli.formats.manifest import frame_line, missing_line, record_line, w
 from volume_cli.concurrency import prefetch
 from volume_cli.framing import FramedCrop, frame_crop
 from volume_cli.landmark_store import LandmarkStore
+from volume_cli.tracked_frames import TrackedFrame, TrackedFrames
 from volume_cli.predictors import CropBatch, Predictor
 from volume_cli.video import FrameSource, InputError
 
@@ -122,30 +123,15 @@ class ConvertReport:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Tracked:
-    """What pass 1 keeps of a frame: a few numbers; its landmarks wait in the LandmarkStore."""
-
-    index: int
-    time_s: float
-    box: np.ndarray | None  # the face box [4] (pixels), None: no face in this frame
-    slot: int | None  # the frame's landmarks in the store, None: no face
-    head: HeadState | None = None
-    held_from: int | None = None  # for a held frame: the source index whose splats it repeats
-
-    def face(self, store: LandmarkStore) -> FaceObservation:
-        return FaceObservation(box=self.box, landmarks=store[self.slot])
-
-
-def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkStore, K: np.ndarray, video: bool,
+def _head_track(predictor: Predictor, tracked: TrackedFrames, store: LandmarkStore, K: np.ndarray, video: bool,
                 settings: ConvertSettings):
     """(The clip's whole head (volume_cli.head) for a predictor that uses it, else None; for a
-    video, which row of the packed fits each source frame index is; the smoothed fits, in the
-    original camera's frame, packed: head.track.PackedFits). A video's identity is
+    video, the smoothed fits in the original camera's frame, packed (head.track.PackedFits: a
+    frame's row there is its landmark slot), else None). A video's identity is
     fitted to frames spread over it, then every frame's pose and expression in order, smoothed
     over time like the track; a folder of stills fits each image alone, in pass 2."""
     if not getattr(predictor, "use_head", False):
-        return None, {}, None
+        return None, None
     from volume_cli.face import landmarks_to_camera
     from volume_cli.head.fit import identity_frames
     from volume_cli.head.model import load_head_model
@@ -154,14 +140,18 @@ def _head_track(predictor: Predictor, tracked: list[_Tracked], store: LandmarkSt
 
     head = HeadTrack(load_head_model(), mesh_depth_rasterizer(), clip=video)
     if not video:
-        return head, {}, None
-    found = [t for t in tracked if t.slot is not None]
-    metric = lambda t: landmarks_to_camera(t.face(store), K, t.head)  # noqa: E731 [478, 3], read from disk
+        return head, None
+    found = np.flatnonzero(tracked.has_face)  # rows; row found[k] has slot k
+
+    def metric(row: int) -> np.ndarray:  # [478, 3], read from disk
+        t = tracked[row]
+        return landmarks_to_camera(t.face(store), K, t.head)
+
     # Only the frames the identity is fitted to are read for it (fit_identity would pick the same).
     head.fit_identity([metric(found[i]) for i in identity_frames(len(found))])
     # One frame's landmarks at a time (memory stays flat in the clip's length); a fit is ~60 numbers.
-    fits = head.fit_frames((metric(t) for t in found), settings.head_smoothing_frames)
-    return head, {t.index: k for k, t in enumerate(found)}, fits
+    fits = head.fit_frames((metric(row) for row in found), settings.head_smoothing_frames)
+    return head, fits
 
 
 def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.ndarray:
@@ -169,43 +159,43 @@ def original_intrinsics(source: FrameSource, settings: ConvertSettings) -> np.nd
 
 
 def track(source: FrameSource, K: np.ndarray, settings: ConvertSettings, progress: Progress,
-          store: LandmarkStore) -> list[_Tracked]:
+          store: LandmarkStore) -> TrackedFrames:
     """Pass 1: the chosen face in every selected frame (its landmarks into ``store``, smoothed
     there), the smoothed head track, held frames."""
-    tracked: list[_Tracked] = []
+    tracked = TrackedFrames()
     progress.start("Finding faces", _expected_frames(source, settings))
     with FaceFinder(video=source.kind == "video") as finder:
         for frame in prefetch(source):
             face = finder.find(frame.image)
             slot = None if face is None else store.append(face.landmarks)
-            tracked.append(_Tracked(frame.index, frame.time_s, None if face is None else face.box, slot))
+            tracked.append(frame.index, frame.time_s, None if face is None else face.box, slot)
             progress.advance()
     progress.stop()
-    if not tracked:
+    if not len(tracked):
         raise InputError(f"{source.path}: no frames to convert")
-    found = [t for t in tracked if t.slot is not None]
-    if not found:
+    has_face = tracked.has_face
+    if not has_face.any():
         raise InputError(f"{source.path}: no face found in any of its {len(tracked)} frames")
-    if settings.on_missing is OnMissing.fail:
-        first = next((t for t in tracked if t.slot is None), None)
-        if first is not None:
-            raise InputError(
-                f"{source.path}: no face in frame {first.index} (t={first.time_s:.2f} s); "
-                "use --on-missing skip or hold to convert the other frames"
-            )
+    if settings.on_missing is OnMissing.fail and not has_face.all():
+        first = tracked[int(np.argmin(has_face))]
+        raise InputError(
+            f"{source.path}: no face in frame {first.index} (t={first.time_s:.2f} s); "
+            "use --on-missing skip or hold to convert the other frames"
+        )
     if source.kind == "video":  # stills in a folder are unrelated frames: nothing to smooth across
         store.smooth([t.slot for t in tracked], settings.landmark_smoothing_frames)
     centers = [head_state(t.face(store), K).center if t.slot is not None else None for t in tracked]
-    for t, c in zip(tracked, smooth_track(centers, settings.smoothing_frames)):
+    for row, c in enumerate(smooth_track(centers, settings.smoothing_frames)):
         if c is not None:
-            t.head = HeadState(center=c)
+            tracked.set_head(row, c)
     if settings.on_missing is OnMissing.hold:
-        last = found[0].index  # leading frames without a face repeat the first one found
-        for t in tracked:
-            if t.slot is not None:
-                last = t.index
+        indices = tracked.indices
+        last = int(indices[np.argmax(has_face)])  # leading frames without a face repeat the first one found
+        for row, face in enumerate(has_face):
+            if face:
+                last = int(indices[row])
             else:
-                t.held_from = last
+                tracked.set_held_from(row, last)
     return tracked
 
 
@@ -452,7 +442,7 @@ def convert(
     with LandmarkStore(_scratch_dir(out)) as store:
         t0 = time.perf_counter()
         tracked = track(source, K, settings, progress, store)
-        head, head_rows, head_fits = _head_track(predictor, tracked, store, K, source.kind == "video", settings)
+        head, head_fits = _head_track(predictor, tracked, store, K, source.kind == "video", settings)
         if head is not None:
             header["head"] = head.header()
         stage = {"track": time.perf_counter() - t0}
@@ -470,20 +460,20 @@ def convert(
         folder.flush()
 
         # Held frames are written right after the frame they repeat.
-        holders: dict[int, list[_Tracked]] = {}
+        holders: dict[int, list[TrackedFrame]] = {}
         for t in tracked:
             if t.held_from is not None and t.index not in done_indices:
                 holders.setdefault(t.held_from, []).append(t)
-        by_index = {t.index: t for t in tracked}
-        todo = {t.index for t in tracked if t.slot is not None and (t.index not in done_indices or holders.get(t.index))}
+        # [F] the rows pass 2 predicts: a face, and a frame not written yet or one that others repeat
+        todo = tracked.has_face & np.array([int(i) not in done_indices or int(i) in holders for i in tracked.indices], bool)
 
         counts = {"written": 0, "held": 0}
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write")
         pending: list[Future] = []
         timers = {"decode+crop": 0.0, "predict": 0.0, "write": 0.0}
-        progress.start("Converting", len(todo) + sum(len(v) for v in holders.values()))
+        progress.start("Converting", int(todo.sum()) + sum(len(v) for v in holders.values()))
 
-        def write(t: _Tracked, fc: FramedCrop, head_record: dict | None, gaussians) -> None:
+        def write(t: TrackedFrame, fc: FramedCrop, head_record: dict | None, gaussians) -> None:
             w0 = time.perf_counter()
             data = encode_splats(gaussians, settings.splat_format)
             records = []
@@ -500,22 +490,23 @@ def convert(
             folder.flush(force=False)
             timers["write"] += time.perf_counter() - w0
 
-        def crops() -> Iterator[tuple[_Tracked, FramedCrop, object, dict | None]]:
+        def crops() -> Iterator[tuple[TrackedFrame, FramedCrop, object, dict | None]]:
             for frame in source:
-                t = by_index.get(frame.index)
-                if t is None or t.index not in todo:
+                row = tracked.row_of(frame.index)
+                if row is None or not todo[row]:
                     continue
+                t = tracked[row]
                 fc = frame_crop(frame.image, K, t.face(store), t.head, settings.size)
                 if head is None:
                     prior, record = None, None
-                elif t.index in head_rows:  # a video: its smoothed fit, turned into the crop's frame
-                    prior, record = head.prior_of(head_fits.fit(head_rows[t.index]).in_frame(fc.cam.R), fc.cam.K, settings.size)
+                elif head_fits is not None:  # a video: its smoothed fit, turned into the crop's frame
+                    prior, record = head.prior_of(head_fits.fit(t.slot).in_frame(fc.cam.R), fc.cam.K, settings.size)
                 else:
                     prior, record = head.prior(fc.landmarks, fc.cam.K, settings.size)
                 yield t, fc, prior, record
 
         try:
-            batch: list[tuple[_Tracked, FramedCrop, object, dict | None]] = []
+            batch: list[tuple[TrackedFrame, FramedCrop, object, dict | None]] = []
             c0 = time.perf_counter()
             for item in prefetch(crops()):
                 batch.append(item)
@@ -607,7 +598,7 @@ def crop_batch(crops: list[FramedCrop], device: str) -> CropBatch:
     )
 
 
-def _frame_record(t: _Tracked, fc: FramedCrop, num_splats: int, settings: ConvertSettings, status: str, face_box="own",
+def _frame_record(t: TrackedFrame, fc: FramedCrop, num_splats: int, settings: ConvertSettings, status: str, face_box="own",
                   head: dict | None = None) -> dict:
     box = t.box.tolist() if face_box == "own" and t.box is not None else None
     return {

@@ -65,46 +65,65 @@ class HeadTrack:
 
 class PackedFits:
     """A clip's per-frame fits as one float32 array [F, 9 + 3 + 1 + E] (rotation, translation,
-    scale, face units) with ok flags, residuals and the refusal reasons; ``fit(i)`` is frame i."""
+    scale, face units) that grows by doubling, with ok flags, residuals and the refusal reasons;
+    ``fit(i)`` is frame i. ~240 bytes a frame and nothing per frame as a Python object, so a long
+    clip's fits stay a few MB (issue 12)."""
+
+    _CHUNK_ROWS = 4096  # smoothing works on this many rows (plus its margin) at a time
 
     def __init__(self, identity: np.ndarray, expressions: int) -> None:
         self.identity = identity
-        self._rows: list[np.ndarray] = []
-        self._array: np.ndarray | None = None
-        self._ok: list[bool] = []
-        self._residual: list[float] = []
-        self._reasons: dict[int, str] = {}
         self._width = 13 + expressions
+        self._count = 0
+        self._array = np.zeros((256, self._width), np.float32)
+        self._ok = np.zeros(256, bool)
+        self._residual = np.zeros(256, np.float64)
+        self._reasons: dict[int, str] = {}  # only the refused frames
 
     def append(self, fit: HeadFit) -> None:
+        if self._count == len(self._ok):
+            self._array, self._ok, self._residual = (np.concatenate([a, np.zeros_like(a)])
+                                                     for a in (self._array, self._ok, self._residual))
+        k = self._count
         if not fit.ok:
-            self._reasons[len(self._ok)] = fit.reason
-        self._rows.append(np.concatenate([fit.R.ravel(), fit.t, [fit.scale], fit.expression]).astype(np.float32))
-        self._ok.append(fit.ok)
-        self._residual.append(fit.residual_m)
+            self._reasons[k] = fit.reason
+        self._array[k, :9], self._array[k, 9:12], self._array[k, 12] = fit.R.ravel(), fit.t, fit.scale
+        self._array[k, 13:] = fit.expression
+        self._ok[k], self._residual[k] = fit.ok, fit.residual_m
+        self._count += 1
 
     def __len__(self) -> int:
-        return len(self._ok)
+        return self._count
 
     def smooth(self, sigma_frames: float) -> None:
-        """Centred Gaussian average over the ok frames (refused ones neither move nor pull)."""
-        a = np.stack(self._rows) if self._rows else np.zeros((0, self._width), np.float32)
-        self._rows = []
-        ok = np.asarray(self._ok, bool)
-        if sigma_frames > 0 and len(a):
-            radius = int(np.ceil(3 * sigma_frames))
-            total = np.zeros_like(a)
-            weight = np.zeros(len(a), np.float32)
-            w_ok = ok.astype(np.float32)
-            for d in range(-radius, radius + 1):
-                k = np.float32(np.exp(-0.5 * (d / sigma_frames) ** 2))
-                lo, hi = max(0, -d), min(len(a), len(a) - d)  # rows i with i + d inside
-                if lo >= hi:
+        """Centred Gaussian average over the ok frames (refused ones neither move nor pull), in
+        place, a chunk of rows at a time (the originals a chunk's window needs from the chunk
+        before it are kept aside), so it needs no second copy of the clip's fits."""
+        if sigma_frames <= 0 or self._count == 0:
+            return
+        n, a, ok = self._count, self._array, self._ok
+        radius = int(np.ceil(3 * sigma_frames))
+        chunk = max(self._CHUNK_ROWS, radius)
+        kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2).astype(np.float32)
+        carried = np.zeros((0, self._width), np.float32)  # originals of the rows just before this chunk
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            lo, hi = max(0, start - radius), min(n, stop + radius)
+            window = a[lo:hi].copy()
+            window[:start - lo] = carried
+            w_ok = ok[lo:hi].astype(np.float32)
+            total = np.zeros((stop - start, self._width), np.float32)
+            weight = np.zeros(stop - start, np.float32)
+            for d, k in zip(range(-radius, radius + 1), kernel):
+                i0, i1 = max(start, lo - d), min(stop, hi - d)  # rows i whose neighbour i + d is in the window
+                if i0 >= i1:
                     continue
-                total[lo:hi] += k * w_ok[lo + d:hi + d, None] * a[lo + d:hi + d]
-                weight[lo:hi] += k * w_ok[lo + d:hi + d]
-            a = np.where(ok[:, None], total / np.maximum(weight, 1e-12)[:, None], a)
-        self._array = a
+                src = slice(i0 + d - lo, i1 + d - lo)
+                total[i0 - start:i1 - start] += k * w_ok[src, None] * window[src]
+                weight[i0 - start:i1 - start] += k * w_ok[src]
+            carried = window[max(stop - radius, lo) - lo:stop - lo].copy()
+            mine = ok[start:stop]
+            a[start:stop][mine] = total[mine] / np.maximum(weight[mine], 1e-12)[:, None]
 
     def fit(self, i: int) -> HeadFit:
         row = self._array[i].astype(np.float64)
@@ -113,4 +132,4 @@ class PackedFits:
             U, _, Vt = np.linalg.svd(R)
             R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
         return HeadFit(identity=self.identity, expression=np.clip(row[13:], 0.0, 1.0), scale=float(row[12]), R=R,
-                       t=row[9:12], residual_m=self._residual[i], ok=self._ok[i], reason=self._reasons.get(i, ""))
+                       t=row[9:12], residual_m=float(self._residual[i]), ok=bool(self._ok[i]), reason=self._reasons.get(i, ""))
