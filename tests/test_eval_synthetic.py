@@ -46,10 +46,12 @@ def test_harness_runs_both_predictors_on_two_samples():
     json.dumps(result)  # JSON-able as the CLI prints it
     for name in ("geometric", "unet"):
         m = result["predictors"][name]
-        values = [m["authenticity_psnr"], m["authenticity_ssim"], m["realism_psnr"], m["realism_ssim"],
+        values = [m["authenticity_psnr"], m["authenticity_ssim"], m["original_authenticity_psnr"],
+                  m["original_authenticity_ssim"], m["realism_psnr"], m["realism_ssim"],
                   m["stability_mad"], m["scale_error"]] + [v for r in m["realism"].values() for v in r.values()]
         assert all(math.isfinite(v) for v in values), (name, m)
         assert set(m["realism"]) == {"-40", "-20", "+20", "+40"}
     # the baseline reproduces its input view far better than it guesses novel ones
     geo_m = result["predictors"]["geometric"]
     assert geo_m["authenticity_psnr"] > geo_m["realism_psnr"] + 5
+    assert geo_m["original_authenticity_psnr"] > geo_m["realism_psnr"] + 5  # the same view, in the webcam frame

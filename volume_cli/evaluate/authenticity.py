@@ -1,14 +1,21 @@
-"""Authenticity: rendered from the input camera, do the splats reproduce the input crop?
+"""Authenticity: rendered from the input camera, do the splats reproduce the input?
 
-Measured inside the head mask: pixels that the person segmentation calls person (> 0.5), that the
-ellipsoid head proxy covers (the head with its hair, not the shoulders), and that lie inside the
-original frame.
+Measured twice, inside the head mask: pixels that the person segmentation calls person (> 0.5),
+that the ellipsoid head proxy covers (the head with its hair, not the shoulders), and that lie
+inside the original frame.
+* In the crop: the splats rendered by the crop (virtual) camera against the S x S crop.
+* In the ORIGINAL frame, at its own resolution, which is what a user compares with: the splats
+  moved back to the original camera's frame and rendered with the original intrinsics at the
+  frame's own width and height, against the frame itself, inside the crop's head mask carried
+  into the frame (``mask_in_original``). A crop larger than the head's size in the frame hides
+  nothing here; one smaller (a big face in a big photo) shows its blur here and not in the crop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -29,6 +36,48 @@ class AuthenticityResult:
     crop: np.ndarray  # [S, S, 3] uint8, the input crop
     render: np.ndarray  # [S, S, 3] uint8, the re-render from the input camera
     mask: np.ndarray  # [S, S] bool, the head mask
+    original: "OriginalFrameScore | None" = None  # the same in the original frame, where it was given
+
+
+@dataclass
+class OriginalFrameScore:
+    psnr_db: float
+    ssim: float
+    mask_pixels: int
+    render: np.ndarray  # [H, W, 3] uint8, the splats rendered by the original camera
+    mask: np.ndarray  # [H, W] bool, the head mask in the original frame
+
+
+def mask_in_original(crop_mask: np.ndarray, K_original: np.ndarray, cam: camera.VirtualCamera, width: int,
+                     height: int) -> np.ndarray:
+    """[H, W] bool: the original frame's pixels whose centre the crop camera ``cam`` sees inside
+    ``crop_mask`` [S, S] bool (nearest crop pixel; outside the crop: False)."""
+    H = camera.homography_for_opencv(camera.crop_homography(K_original, cam))  # original -> crop pixel
+    warped = cv2.warpPerspective(crop_mask.astype(np.uint8), H, (width, height),
+                                 flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped > 0
+
+
+def score_in_original(splats_virtual, cam: camera.VirtualCamera, image: np.ndarray, K_original: np.ndarray,
+                      mask: np.ndarray, backend: str = "auto") -> OriginalFrameScore:
+    """The input view in the original frame: ``splats_virtual`` (Gaussians in the crop camera
+    ``cam``'s frame) rendered by the original camera (intrinsics K_original [3, 3], at the
+    frame's own size) against ``image`` [H, W, 3] uint8 RGB, PSNR/SSIM inside ``mask`` [H, W] bool
+    (e.g. ``mask_in_original`` of the crop's head mask)."""
+    from volume_cli.pipeline import to_original_frame
+    from volume_cli.render import render, resolve_backend
+
+    h, w = image.shape[:2]
+    if mask.shape != (h, w):
+        raise ValueError(f"mask must be [{h}, {w}] like the image, got {list(mask.shape)}")
+    splats = to_original_frame(splats_virtual.to("cpu"), cam.R)
+    rendered = render(splats, np.eye(4, dtype=np.float32)[None], K_original.astype(np.float32)[None], w, h,
+                      backend=resolve_backend(backend, "cpu")).rgb[0].float()
+    target = torch.from_numpy(image).float() / 255.0
+    mask_t = torch.from_numpy(mask)
+    return OriginalFrameScore(psnr_db=psnr(rendered, target, mask_t), ssim=ssim(rendered, target, mask_t),
+                              mask_pixels=int(mask.sum()), render=(rendered.clamp(0, 1) * 255 + 0.5).byte().numpy(),
+                              mask=mask)
 
 
 def head_mask(landmarks: np.ndarray, K: np.ndarray, person: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -61,9 +110,10 @@ def crop_image(image: np.ndarray, size: int = 256, fov_deg: float | None = None,
     return frame_crop(image, K, face, head_state(face, K), size)
 
 
-def measure_crop(fc, predictor: Predictor):
+def measure_crop(fc, predictor: Predictor, original: tuple[np.ndarray, np.ndarray] | None = None):
     """(AuthenticityResult, the predicted splats in the crop camera's frame, pruned) for a
-    FramedCrop."""
+    FramedCrop; ``original``: (the frame [H, W, 3] uint8 RGB the crop was cut from, its
+    intrinsics [3, 3]) to score the original frame too (``AuthenticityResult.original``)."""
     from volume_cli.pipeline import crop_batch
     from volume_cli.render import render, resolve_backend
 
@@ -79,4 +129,7 @@ def measure_crop(fc, predictor: Predictor):
     return AuthenticityResult(
         psnr_db=psnr(rendered, target, mask_t), ssim=ssim(rendered, target, mask_t), mask_pixels=int(mask.sum()),
         splats=splats.count, crop=fc.crop, render=(rendered.clamp(0, 1) * 255 + 0.5).byte().numpy(), mask=mask,
+        original=None if original is None else score_in_original(
+            splats, fc.cam, original[0], original[1],
+            mask_in_original(mask, original[1], fc.cam, original[0].shape[1], original[0].shape[0])),
     ), splats

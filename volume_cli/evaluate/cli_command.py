@@ -38,7 +38,8 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
-    """Authenticity (input-view PSNR/SSIM), realism (PSNR/SSIM at yaw -40..+40 against ground truth)
+    """Authenticity (input-view PSNR/SSIM, in the crop and in the original frame at its own
+    resolution), realism (PSNR/SSIM at yaw -40..+40 against ground truth)
     and stability (novel-view jitter on same-moment crop pairs) on held-out synthetic heads; with
     --real, authenticity and a contact sheet of novel views on real photos and videos.
 
@@ -102,7 +103,8 @@ def evaluate(
             print(f"{name}: no sample evaluated")
             continue
         yaws = "  ".join(f"{y}: {_fmt(v['psnr'])}" for y, v in m["realism"].items())
-        print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)}; "
+        print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)} in the crop, "
+              f"{_fmt(m['original_authenticity_psnr'])} dB / {_fmt(m['original_authenticity_ssim'], 3)} in the original frame; "
               f"realism {_fmt(m['realism_psnr'])} dB / SSIM {_fmt(m['realism_ssim'], 3)} ({yaws}); "
               f"stability {_fmt(m['stability_mad'], 4)} (x{_fmt(m['stability_ratio'])} the input's); "
               f"{_fmt(m['seconds_per_frame'], 3)} s/frame")
@@ -138,10 +140,12 @@ def _evaluate_real(paths: list[Path], predictors: dict, *, size: int, frames: in
     print(f"{result['evaluated']} of {result['inputs']} real inputs at S={size}"
           + (f" (no face in {', '.join(result['no_face'])})" if result["no_face"] else ""))
     for row in result["rows"]:
-        print(f"  {row['input']}: " + ", ".join(f"{name} {_fmt(v['psnr'])} dB / {_fmt(v['ssim'], 3)}" for name, v in row["predictors"].items()))
+        print(f"  {row['input']}: " + ", ".join(f"{name} {_fmt(v['psnr'])} dB / {_fmt(v['ssim'], 3)} (original frame {_fmt(v['original_psnr'])} dB)"
+                                               for name, v in row["predictors"].items()))
     for name, m in result["predictors"].items():
         if m is not None:
-            print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)}")
+            print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)} in the crop, "
+                  f"{_fmt(m['original_authenticity_psnr'])} dB / {_fmt(m['original_authenticity_ssim'], 3)} in the original frame")
     if "sheet" in result:
         print(f"sheet -> {result['sheet']}")
 

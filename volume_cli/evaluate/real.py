@@ -3,7 +3,8 @@ novel views to look at (there is no ground truth for a real person's unseen side
 
 For each input (a still, or evenly spaced frames of a video) the head crop is cut as ``volume
 convert`` cuts it; every predictor gets the same crop. Authenticity is measured as in
-:mod:`volume_cli.evaluate.authenticity` (input-view render against the crop inside the head mask).
+:mod:`volume_cli.evaluate.authenticity`: the input-view render against the crop inside the head
+mask, and the original camera's render against the input itself at its own resolution.
 The sheet has one row per input and predictor: the crop, the input-view render, then renders from
 the crop camera swung about the head centre by each yaw (positive: the camera moves to the image's
 right), over grey.
@@ -73,8 +74,10 @@ def evaluate_real(paths: list[Path], predictors: dict[str, Predictor], *, size: 
                 continue
             row = {"input": name, "predictors": {}}
             for pname, predictor in predictors.items():
-                result, splats = measure_crop(fc, predictor)
-                row["predictors"][pname] = {"psnr": result.psnr_db, "ssim": result.ssim, "splats": result.splats}
+                K_original = camera.image_intrinsics(image.shape[1], image.shape[0])  # as crop_image cut it
+                result, splats = measure_crop(fc, predictor, original=(image, K_original))
+                row["predictors"][pname] = {"psnr": result.psnr_db, "ssim": result.ssim, "splats": result.splats,
+                                            "original_psnr": result.original.psnr_db, "original_ssim": result.original.ssim}
                 if sheet_height:
                     views = orbit_renders(splats, fc, (0.0, *yaws))
                     tiles = [label(resize_to_height(fc.crop, sheet_height), f"{name}"),
@@ -88,7 +91,9 @@ def evaluate_real(paths: list[Path], predictors: dict[str, Predictor], *, size: 
     for pname in predictors:
         values = [r["predictors"][pname] for r in rows]
         summary[pname] = {"authenticity_psnr": _mean([v["psnr"] for v in values]),
-                          "authenticity_ssim": _mean([v["ssim"] for v in values])} if values else None
+                          "authenticity_ssim": _mean([v["ssim"] for v in values]),
+                          "original_authenticity_psnr": _mean([v["original_psnr"] for v in values]),
+                          "original_authenticity_ssim": _mean([v["original_ssim"] for v in values])} if values else None
     result = {"size": size, "inputs": len(inputs), "evaluated": len(rows), "no_face": no_face,
               "predictors": summary, "rows": rows}
     return result, (stack_rows(sheet_rows) if sheet_rows else None)

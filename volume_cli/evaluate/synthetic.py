@@ -8,7 +8,9 @@ landmarks the geometric predictor needs). Samples where MediaPipe finds no face 
 counted.
 
 * Authenticity: the splats rendered from the crop camera against the input crop itself (noise,
-  JPEG and all), PSNR/SSIM inside the head mask = ground-truth alpha > 0.5 (and inside the frame).
+  JPEG and all), PSNR/SSIM inside the head mask = ground-truth alpha > 0.5 (and inside the frame);
+  and ``original_authenticity_*``: rendered by the original webcam camera at the frame's own size
+  against the frame, inside that mask carried into the frame and the frame's own alpha > 0.5.
 * Realism: renders from cameras orbiting the TRUE head centre by ``yaws`` degrees (positive: the
   camera moves to the image's right) at the crop camera's distance and intrinsics, against the
   ground-truth renders of the same scene (premultiplied, over black), PSNR/SSIM inside the HEAD
@@ -39,6 +41,7 @@ import numpy as np
 import torch
 
 from volume_cli import camera
+from volume_cli.evaluate.authenticity import mask_in_original, score_in_original
 from volume_cli.metrics import psnr, ssim
 from volume_cli.predictors.base import Predictor
 from volume_cli.train.losses import scale_correction, scaled_about_camera
@@ -157,6 +160,8 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
                for k in range(len(w2cs))]
     crop_t = torch.from_numpy(fc.crop).float() / 255.0
     head_mask = (gt_alpha_t[0] > SOLID_ALPHA) & torch.from_numpy(fc.valid)
+    original_mask = mask_in_original(head_mask.numpy(), K_in, fc.cam, image.shape[1], image.shape[0]) & (
+        sample["input_alpha"] > SOLID_ALPHA * 255)
     second = torch.from_numpy(_into_first_frame(fc2.crop, fc.cam, fc2.cam)).float() / 255.0
     # Crop-1 pixels whose crop-2 source lies inside crop 2 and inside the input frame.
     second_valid = _into_first_frame(fc2.valid.astype(np.uint8) * 255, fc.cam, fc2.cam) > 250
@@ -184,9 +189,12 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
         a1 = torch.cat([first.alpha.float().cpu(), r1.alpha.float().cpu()])
         depth1 = torch.cat([first.depth.float().cpu(), r1.depth.float().cpu()])
         rgb2, a2, depth2 = r2.rgb.float().cpu(), r2.alpha.float().cpu(), r2.depth.float().cpu()
+        in_original = score_in_original(g1, fc.cam, image, K_in, original_mask, backend)
         row = {
             "authenticity_psnr": psnr(rgb1[0], crop_t, head_mask),
             "authenticity_ssim": ssim(rgb1[0], crop_t, head_mask),
+            "original_authenticity_psnr": in_original.psnr_db,
+            "original_authenticity_ssim": in_original.ssim,
             "seconds_per_frame": seconds,
             "scale": float(scale),
             "realism": {},
@@ -234,6 +242,8 @@ def summarise(rows: list[dict], names: list[str], yaws) -> dict:
         out[name] = {
             "authenticity_psnr": _mean([p["authenticity_psnr"] for p in per]),
             "authenticity_ssim": _mean([p["authenticity_ssim"] for p in per]),
+            "original_authenticity_psnr": _mean([p["original_authenticity_psnr"] for p in per]),
+            "original_authenticity_ssim": _mean([p["original_authenticity_ssim"] for p in per]),
             "realism": realism,
             "realism_psnr": _mean([v["psnr"] for v in realism.values()]),
             "realism_ssim": _mean([v["ssim"] for v in realism.values()]),
