@@ -37,6 +37,7 @@ def test_real_photo_video_and_no_face(app, tmp_path):
     assert [r["input"] for r in result["rows"]] == ["grace_hopper_512.jpg", "selfie_640x360.mp4#0", "selfie_640x360.mp4#71"]
     assert len(result["no_face"]) == 2 and all(n.startswith("no_face") for n in result["no_face"])
     assert result["predictors"]["geometric"]["authenticity_psnr"] > 28
+    assert 0 < result["predictors"]["geometric"]["authenticity_lpips"] < 0.3
     image = cv2.imread(str(sheet))
     assert image.shape[0] == 3 * 160 and image.shape[1] == 6 * 160
     # The novel views differ from the input view (the camera really moved) but show the head.

@@ -47,7 +47,7 @@ def test_harness_runs_both_predictors_on_two_samples():
     for name in ("geometric", "unet"):
         m = result["predictors"][name]
         values = [m["authenticity_psnr"], m["authenticity_ssim"], m["original_authenticity_psnr"],
-                  m["original_authenticity_ssim"], m["realism_psnr"], m["realism_ssim"],
+                  m["original_authenticity_ssim"], m["authenticity_lpips"], m["realism_lpips"], m["realism_psnr"], m["realism_ssim"],
                   m["stability_mad"], m["scale_error"]] + [v for r in m["realism"].values() for v in r.values()]
         assert all(math.isfinite(v) for v in values), (name, m)
         assert set(m["realism"]) == {"-40", "-20", "+20", "+40"}
@@ -55,3 +55,4 @@ def test_harness_runs_both_predictors_on_two_samples():
     geo_m = result["predictors"]["geometric"]
     assert geo_m["authenticity_psnr"] > geo_m["realism_psnr"] + 5
     assert geo_m["original_authenticity_psnr"] > geo_m["realism_psnr"] + 5  # the same view, in the webcam frame
+    assert geo_m["authenticity_lpips"] < geo_m["realism_lpips"]  # and perceptually closer

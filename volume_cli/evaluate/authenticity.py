@@ -36,6 +36,7 @@ class AuthenticityResult:
     crop: np.ndarray  # [S, S, 3] uint8, the input crop
     render: np.ndarray  # [S, S, 3] uint8, the re-render from the input camera
     mask: np.ndarray  # [S, S] bool, the head mask
+    lpips: float = float("nan")  # LPIPS (volume_cli.perceptual) inside the head mask, NaN for an empty mask
     original: "OriginalFrameScore | None" = None  # the same in the original frame, where it was given
 
 
@@ -126,9 +127,17 @@ def measure_crop(fc, predictor: Predictor, original: tuple[np.ndarray, np.ndarra
     segmenter = predictor if isinstance(predictor, GeometricPredictor) else GeometricPredictor(colour_steps=0)
     mask = head_mask(fc.landmarks, fc.cam.K, segmenter.person_mask(fc.crop), fc.valid)
     mask_t = torch.from_numpy(mask)
+    lpips = float("nan")
+    if mask.any():
+        from volume_cli.perceptual import load_lpips
+
+        with torch.no_grad():
+            m = mask_t[..., None].float()  # both black outside the mask (the crop's background would count)
+            lpips = float(load_lpips()((rendered.clamp(0, 1) * m).permute(2, 0, 1)[None], (target * m).permute(2, 0, 1)[None],
+                                       mask_t[None])[0])
     return AuthenticityResult(
         psnr_db=psnr(rendered, target, mask_t), ssim=ssim(rendered, target, mask_t), mask_pixels=int(mask.sum()),
-        splats=splats.count, crop=fc.crop, render=(rendered.clamp(0, 1) * 255 + 0.5).byte().numpy(), mask=mask,
+        splats=splats.count, crop=fc.crop, render=(rendered.clamp(0, 1) * 255 + 0.5).byte().numpy(), mask=mask, lpips=lpips,
         original=None if original is None else score_in_original(
             splats, fc.cam, original[0], original[1],
             mask_in_original(mask, original[1], fc.cam, original[0].shape[1], original[0].shape[0])),

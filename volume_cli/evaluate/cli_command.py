@@ -103,9 +103,9 @@ def evaluate(
             print(f"{name}: no sample evaluated")
             continue
         yaws = "  ".join(f"{y}: {_fmt(v['psnr'])}" for y, v in m["realism"].items())
-        print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)} in the crop, "
+        print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)} / LPIPS {_fmt(m['authenticity_lpips'], 3)} in the crop, "
               f"{_fmt(m['original_authenticity_psnr'])} dB / {_fmt(m['original_authenticity_ssim'], 3)} in the original frame; "
-              f"realism {_fmt(m['realism_psnr'])} dB / SSIM {_fmt(m['realism_ssim'], 3)} ({yaws}); "
+              f"realism {_fmt(m['realism_psnr'])} dB / SSIM {_fmt(m['realism_ssim'], 3)} / LPIPS {_fmt(m['realism_lpips'], 3)} ({yaws}); "
               f"stability {_fmt(m['stability_mad'], 4)} (x{_fmt(m['stability_ratio'])} the input's); "
               f"{_fmt(m['seconds_per_frame'], 3)} s/frame")
 
@@ -144,7 +144,7 @@ def _evaluate_real(paths: list[Path], predictors: dict, *, size: int, frames: in
                                                for name, v in row["predictors"].items()))
     for name, m in result["predictors"].items():
         if m is not None:
-            print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)} in the crop, "
+            print(f"{name}: authenticity {_fmt(m['authenticity_psnr'])} dB / SSIM {_fmt(m['authenticity_ssim'], 3)} / LPIPS {_fmt(m['authenticity_lpips'], 3)} in the crop, "
                   f"{_fmt(m['original_authenticity_psnr'])} dB / {_fmt(m['original_authenticity_ssim'], 3)} in the original frame")
     if "sheet" in result:
         print(f"sheet -> {result['sheet']}")

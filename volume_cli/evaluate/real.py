@@ -76,7 +76,7 @@ def evaluate_real(paths: list[Path], predictors: dict[str, Predictor], *, size: 
             for pname, predictor in predictors.items():
                 K_original = camera.image_intrinsics(image.shape[1], image.shape[0])  # as crop_image cut it
                 result, splats = measure_crop(fc, predictor, original=(image, K_original))
-                row["predictors"][pname] = {"psnr": result.psnr_db, "ssim": result.ssim, "splats": result.splats,
+                row["predictors"][pname] = {"psnr": result.psnr_db, "ssim": result.ssim, "lpips": result.lpips, "splats": result.splats,
                                             "original_psnr": result.original.psnr_db, "original_ssim": result.original.ssim}
                 if sheet_height:
                     views = orbit_renders(splats, fc, (0.0, *yaws))
@@ -92,6 +92,7 @@ def evaluate_real(paths: list[Path], predictors: dict[str, Predictor], *, size: 
         values = [r["predictors"][pname] for r in rows]
         summary[pname] = {"authenticity_psnr": _mean([v["psnr"] for v in values]),
                           "authenticity_ssim": _mean([v["ssim"] for v in values]),
+                          "authenticity_lpips": _mean([v["lpips"] for v in values]),
                           "original_authenticity_psnr": _mean([v["original_psnr"] for v in values]),
                           "original_authenticity_ssim": _mean([v["original_ssim"] for v in values])} if values else None
     result = {"size": size, "inputs": len(inputs), "evaluated": len(rows), "no_face": no_face,

@@ -11,6 +11,8 @@ counted.
   JPEG and all), PSNR/SSIM inside the head mask = ground-truth alpha > 0.5 (and inside the frame);
   and ``original_authenticity_*``: rendered by the original webcam camera at the frame's own size
   against the frame, inside that mask carried into the frame and the frame's own alpha > 0.5.
+  ``authenticity_lpips`` (and each view's ``lpips`` under realism): LPIPS (volume_cli.perceptual,
+  shift-tolerant AlexNet, lower is better) inside the same masks as the PSNR.
 * Realism: renders from cameras orbiting the TRUE head centre by ``yaws`` degrees (positive: the
   camera moves to the image's right) at the crop camera's distance and intrinsics, against the
   ground-truth renders of the same scene (premultiplied, over black), PSNR/SSIM inside the HEAD
@@ -190,7 +192,12 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
         depth1 = torch.cat([first.depth.float().cpu(), r1.depth.float().cpu()])
         rgb2, a2, depth2 = r2.rgb.float().cpu(), r2.alpha.float().cpu(), r2.depth.float().cpu()
         in_original = score_in_original(g1, fc.cam, image, K_in, original_mask, backend)
+        # LPIPS of the input view against the crop and of each novel view against the truth, one batch.
+        lpips_masks = [head_mask] + [gt_head[k] | ((a1[k] > SOLID_ALPHA) & near_head(depth1[k], w2cs[k], fc.cam.K, head))
+                                     for k in range(1, len(w2cs))]
+        lpips = _lpips(rgb1, torch.cat([crop_t[None], gt_rgb_t[1:]]), torch.stack(lpips_masks))
         row = {
+            "authenticity_lpips": lpips[0],
             "authenticity_psnr": psnr(rgb1[0], crop_t, head_mask),
             "authenticity_ssim": ssim(rgb1[0], crop_t, head_mask),
             "original_authenticity_psnr": in_original.psnr_db,
@@ -204,13 +211,30 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
             pred_head = [(a > SOLID_ALPHA) & near_head(d, w2cs[k], fc.cam.K, head)
                          for a, d in ((a1[k], depth1[k]), (a2[k - 1], depth2[k - 1]))]
             union = gt_head[k] | pred_head[0]
-            row["realism"][f"{yaw:+.0f}"] = {"psnr": psnr(rgb1[k], gt_rgb_t[k], union), "ssim": ssim(rgb1[k], gt_rgb_t[k], union)}
+            row["realism"][f"{yaw:+.0f}"] = {"psnr": psnr(rgb1[k], gt_rgb_t[k], union), "ssim": ssim(rgb1[k], gt_rgb_t[k], union),
+                                             "lpips": lpips[k]}
             both = pred_head[0] | pred_head[1]
             if bool(both.any()):
                 mads.append(float((rgb1[k].clamp(0, 1) - rgb2[k - 1].clamp(0, 1)).abs().mean(-1)[both].mean()))
         row["stability_mad"] = float(np.mean(mads)) if mads else math.nan
         row["stability_ratio"] = row["stability_mad"] / input_mad if input_mad > 0 else math.nan
         out["predictors"][name] = row
+    return out
+
+
+def _lpips(images: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> list[float]:
+    """LPIPS per view inside its mask, both images black outside it: images, targets [C, S, S, 3]
+    in [0, 1], masks [C, S, S] bool; NaN where a mask is empty."""
+    from volume_cli.perceptual import load_lpips
+
+    out = [math.nan] * len(images)
+    keep = [k for k in range(len(images)) if bool(masks[k].any())]
+    if keep:
+        with torch.no_grad():
+            m = masks[keep, ..., None].float()  # both images black outside: the network looks ~50 px past a mask
+            d = load_lpips()((images[keep].clamp(0, 1) * m).permute(0, 3, 1, 2), (targets[keep] * m).permute(0, 3, 1, 2), masks[keep])
+        for k, v in zip(keep, d.tolist()):
+            out[k] = v
     return out
 
 
@@ -238,7 +262,7 @@ def summarise(rows: list[dict], names: list[str], yaws) -> dict:
     out = {}
     for name in names:
         per = [r["predictors"][name] for r in rows]
-        realism = {f"{y:+.0f}": {m: _mean([p["realism"][f"{y:+.0f}"][m] for p in per]) for m in ("psnr", "ssim")} for y in yaws}
+        realism = {f"{y:+.0f}": {m: _mean([p["realism"][f"{y:+.0f}"][m] for p in per]) for m in ("psnr", "ssim", "lpips")} for y in yaws}
         out[name] = {
             "authenticity_psnr": _mean([p["authenticity_psnr"] for p in per]),
             "authenticity_ssim": _mean([p["authenticity_ssim"] for p in per]),
@@ -247,6 +271,8 @@ def summarise(rows: list[dict], names: list[str], yaws) -> dict:
             "realism": realism,
             "realism_psnr": _mean([v["psnr"] for v in realism.values()]),
             "realism_ssim": _mean([v["ssim"] for v in realism.values()]),
+            "realism_lpips": _mean([v["lpips"] for v in realism.values()]),
+            "authenticity_lpips": _mean([p["authenticity_lpips"] for p in per]),
             "stability_mad": _mean([p["stability_mad"] for p in per]),
             "stability_ratio": _mean([p["stability_ratio"] for p in per]),
             "seconds_per_frame": _mean([p["seconds_per_frame"] for p in per]),

@@ -27,7 +27,9 @@ scaled, targets area-averaged, depth sampled at the nearest pixel), which saves 
 rasteriser's cost (most of a CPU step); the input view is always full size, since that is where
 authenticity is learned.
 
-No perceptual (LPIPS/VGG) term: its weights would have to be downloaded, and nothing is, ever.
+No perceptual term yet: volume_cli/perceptual.py now gives LPIPS offline (the stlpips wheel's
+weights), which `volume evaluate` reports; the learned predictor's next training run (issue 10)
+is where it becomes a loss.
 
 Scale correction (VoluMe trains with it: from one image the head's size and distance are known
 only up to a common scale, and its error should not be charged to the shape): the least-squares
