@@ -6,6 +6,8 @@
 # (CI does), e.g.
 #   sudo scripts/install_browser_deps.sh       # uses .venv/bin/python if present, else python3
 set -euo pipefail
+# shellcheck source=apt_packages.sh
+source "$(dirname "$0")/apt_packages.sh"
 
 PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
@@ -15,23 +17,7 @@ fi
 # chromium: the main browser tests; firefox-esr on a virtual screen (xvfb, xauth for xvfb-run):
 # the same page in Firefox, whose WebGL is Mesa's llvmpipe there.
 APT_PACKAGES="chromium firefox-esr xvfb xauth"
-if command -v apt-get >/dev/null 2>&1; then
-  missing=""
-  for p in $APT_PACKAGES; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
-  done
-  if [ -n "$missing" ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    echo "+ apt-get update"; $SUDO apt-get update
-    echo "+ apt-get install -y --no-install-recommends$missing"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $missing
-  else
-    echo "= apt packages already installed: $APT_PACKAGES"
-  fi
-else
-  echo "! apt-get not found: install Chromium, Firefox and Xvfb yourself (the tests look for chromium, firefox-esr or firefox, xvfb-run)" >&2
-  exit 1
-fi
+ensure_apt_packages "$APT_PACKAGES" "install Chromium, Firefox and Xvfb yourself (the tests look for chromium, firefox-esr or firefox, xvfb-run)" required
 
 echo "+ $PYTHON -m pip install playwright marionette_driver"
 "$PYTHON" -m pip install --quiet "playwright>=1.40" "marionette_driver>=3.4"

@@ -5,6 +5,8 @@
 #   sudo scripts/install_synth_deps.sh            # uses .venv/bin/python if present, else python3
 #   PYTHON=/path/to/python scripts/install_synth_deps.sh
 set -euo pipefail
+# shellcheck source=apt_packages.sh
+source "$(dirname "$0")/apt_packages.sh"
 
 PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
@@ -14,22 +16,7 @@ fi
 # libegl1 + libgl1: the glvnd dispatch libraries glcontext loads (libEGL.so.1, libGL.so.1);
 # libegl-mesa0 + libgl1-mesa-dri + libgbm1: Mesa's EGL vendor library and its llvmpipe driver.
 APT_PACKAGES="libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libgbm1"
-if command -v apt-get >/dev/null 2>&1; then
-  missing=""
-  for p in $APT_PACKAGES; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
-  done
-  if [ -n "$missing" ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    echo "+ apt-get update"; $SUDO apt-get update
-    echo "+ apt-get install -y --no-install-recommends$missing"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $missing
-  else
-    echo "= apt packages already installed: $APT_PACKAGES"
-  fi
-else
-  echo "! apt-get not found: install EGL + Mesa (libEGL.so.1, libGL.so.1, a Mesa/NVIDIA EGL vendor) yourself" >&2
-fi
+ensure_apt_packages "$APT_PACKAGES" "install EGL + Mesa (libEGL.so.1, libGL.so.1, a Mesa/NVIDIA EGL vendor) yourself"
 
 echo "+ $PYTHON -m pip install moderngl"
 "$PYTHON" -m pip install --quiet "moderngl>=5.8"
