@@ -123,7 +123,7 @@ def test_compiled_kernels_are_cached_on_disk():
         "g = head_like_splats(50); "
         "rn.rasterize(g.means, g.quats, g.scales(), g.opacities(), g.rgb(), torch.eye(4)[None], "
         "torch.tensor(render_intrinsics(8, 0.6), dtype=torch.float32)[None], 8, 8); "
-        "print(len(rn._composite_forward.stats.cache_hits), len(rn._composite_forward.stats.cache_misses))"
+        "print(len(rn._composite_tiles.stats.cache_hits), len(rn._composite_tiles.stats.cache_misses))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # compiles (or loads) once
     hits, misses = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()

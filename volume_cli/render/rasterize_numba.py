@@ -9,7 +9,7 @@ Three kernels in a row, each with its own ``torch.autograd.Function`` where grad
   scales. (Cameras that need gradients, which nothing here asks for, go through torch's
   projection instead.)
 * Binning (``_bin_tiles``): which Gaussians touch which 16 x 16 tile, front to back.
-* Compositing (``_composite_forward`` / ``_composite_backward`` in ``_Composite``): the cost. Per
+* Compositing (``_composite_tiles`` / ``_composite_backward`` in ``_Composite``): the cost. Per
   tile, splats are taken front to back, each over only the pixels of each row where its alpha can
   reach 1/255 (the roots of a quadratic), and a pixel stops at T = 1e-4. The backward visits the
   pixels again with the forward's arithmetic, so it makes the very same skip and stop decisions,
@@ -272,15 +272,27 @@ def _column_span(mx, bdy, inv_a, disc, col0, cols):  # pragma: no cover - compil
 
 
 @numba.njit(parallel=True, cache=True)
-def _composite_forward(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
-                       accum, transmittance):  # pragma: no cover - compiled
-    """accum [C, H, W, D'] (zeros on entry) gets sum(alpha T payload); transmittance [C, H, W] (ones
-    on entry) the final T. One tile per task; within it the splats are taken front to back, each
-    over the pixels it can reach, so every pixel sees its splats in depth order. Tile-local T is
-    set to 0 when a pixel finishes (its final T already written), which is also the test for
-    "finished": a live pixel's T never falls below T_MIN."""
+def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
+                     accum, transmittance, splat, weight, count):  # pragma: no cover - compiled
+    """The forward composite, in one of two modes. transmittance [C, H, W] (ones on entry) gets
+    the final T. One tile per task; within it the splats are taken front to back, each over the
+    pixels it can reach, so every pixel sees its splats in depth order. Tile-local T is set to 0
+    when a pixel finishes (its final T already written), which is also the test for "finished": a
+    live pixel's T never falls below T_MIN.
+
+    * Compositing (splat of zero capacity, e.g. [1, 1, 1, 0]): accum [C, H, W, D'] (zeros on entry)
+      gets sum(alpha T payload [C*N, D']).
+    * Recording the terms of those sums without a payload (payload and accum of zero channels,
+      splat [C, H, W, P] of capacity P > 0): for every pixel, in the order they would be added, the
+      flat splat id and its weight alpha T (weight [C, H, W, P], float64 as the sums accumulate);
+      count [C, H, W] (zeros on entry) the terms (when above P only the first P are stored, and the
+      caller must not use them). sum(weight * payload[splat]) is then the composite, term by term
+      in the same order.
+    One loop for both, so the two can never disagree about which terms there are."""
     tiles_per_camera = tiles_x * tiles_y
     channels = payload.shape[1]
+    capacity = splat.shape[3]
+    record = capacity > 0
     for t in numba.prange(starts.shape[0] - 1):
         begin, end = starts[t], starts[t + 1]
         if begin == end:
@@ -324,8 +336,15 @@ def _composite_forward(means2d, conics, opacities, payload, ids, starts, tiles_x
                         remaining -= 1
                         continue
                     w = alpha * T_q
-                    for ch in range(channels):
-                        acc[q * channels + ch] += w * payload[g, ch]
+                    if record:
+                        n_terms = count[cam, py, px]
+                        if n_terms < capacity:
+                            splat[cam, py, px, n_terms] = g
+                            weight[cam, py, px, n_terms] = w
+                        count[cam, py, px] = n_terms + 1
+                    else:
+                        for ch in range(channels):
+                            acc[q * channels + ch] += w * payload[g, ch]
                     T[q] = next_T
             if remaining == 0:
                 break
@@ -338,70 +357,8 @@ def _composite_forward(means2d, conics, opacities, payload, ids, starts, tiles_x
                     accum[cam, row0 + i, col0 + j, ch] = acc[q * channels + ch]
 
 
-@numba.njit(parallel=True, cache=True)
-def _composite_weights(means2d, conics, opacities, ids, starts, tiles_x, tiles_y, tile, width, height,
-                       splat, weight, count, transmittance):  # pragma: no cover - compiled
-    """The terms of ``_composite_forward``'s sums without their payload: for every pixel, in the
-    order they are added, the flat splat id (splat [C, H, W, P]) and its weight alpha * T (weight
-    [C, H, W, P], float64 as the forward accumulates); count [C, H, W] (zeros on entry) the terms
-    (when above P, only the first P are stored and the caller must not use them);
-    transmittance [C, H, W] (ones on entry) as the forward's. The same loop as the forward, so
-    sum(weight * payload[splat]) is its accum, term by term in the same order."""
-    tiles_per_camera = tiles_x * tiles_y
-    capacity = splat.shape[3]
-    for t in numba.prange(starts.shape[0] - 1):
-        begin, end = starts[t], starts[t + 1]
-        if begin == end:
-            continue
-        cam = t // tiles_per_camera
-        row0 = ((t % tiles_per_camera) // tiles_x) * tile
-        col0 = (t % tiles_x) * tile
-        rows, cols = min(tile, height - row0), min(tile, width - col0)
-        T = np.ones(rows * cols)
-        remaining = rows * cols
-        for k in range(begin, end):
-            g = ids[k]
-            mx, my = means2d[g, 0], means2d[g, 1]
-            a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-            opacity = opacities[g]
-            reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
-            first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
-            half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
-            for py in range(first, stop):
-                dy = my - (py + 0.5)
-                bdy, cdy2 = b * dy, 0.5 * c * dy * dy
-                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, cols)
-                base = (py - row0) * cols - col0
-                for px in range(x_first, x_stop):
-                    q = base + px
-                    T_q = T[q]
-                    if T_q == 0.0:
-                        continue
-                    dx = mx - (px + 0.5)
-                    sigma = (half_a * dx + bdy) * dx + cdy2
-                    if sigma < 0.0:
-                        continue
-                    alpha = min(ALPHA_MAX, opacity * math.exp(-sigma))
-                    if alpha < ALPHA_MIN:
-                        continue
-                    next_T = T_q * (1.0 - alpha)
-                    if next_T <= T_MIN:
-                        transmittance[cam, py, px] = T_q
-                        T[q] = 0.0
-                        remaining -= 1
-                        continue
-                    n_terms = count[cam, py, px]
-                    if n_terms < capacity:
-                        splat[cam, py, px, n_terms] = g
-                        weight[cam, py, px, n_terms] = alpha * T_q
-                    count[cam, py, px] = n_terms + 1
-                    T[q] = next_T
-            if remaining == 0:
-                break
-        for i in range(rows):
-            for j in range(cols):
-                if T[i * cols + j] != 0.0:
-                    transmittance[cam, row0 + i, col0 + j] = T[i * cols + j]
+# The arrays a mode of ``_composite_tiles`` does not use (zero-sized: nothing is allocated).
+_NO_TERMS = (np.zeros((1, 1, 1, 0), np.int32), np.zeros((1, 1, 1, 0), np.float64), np.zeros((1, 1, 1), np.int32))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -516,7 +473,7 @@ class _Composite(torch.autograd.Function):
         transmittance = np.ones((num_cameras, height, width), dtype=accum.dtype)
         arrays = [_numpy(x) for x in (means2d, conics, opacities, payload)]
         with COMPILED_KERNEL_LOCK:
-            _composite_forward(*arrays, ids, starts, tiles_x, tiles_y, TILE, width, height, accum, transmittance)
+            _composite_tiles(*arrays, ids, starts, tiles_x, tiles_y, TILE, width, height, accum, transmittance, *_NO_TERMS)
         accum_t, transmittance_t = torch.from_numpy(accum), torch.from_numpy(transmittance)
         ctx.save_for_backward(means2d, conics, opacities, payload, accum_t, transmittance_t)
         ctx.tiles = (ids, starts, layout)
@@ -707,8 +664,9 @@ def linear_composite(placement: Placement, backgrounds: Tensor | None = None):
     transmittance = np.ones((num_cameras, height, width), np.float64)
     arrays = [_numpy(x) for x in (placement.means2d, placement.conics, placement.opacities)]
     with COMPILED_KERNEL_LOCK:
-        _composite_weights(*arrays, placement.ids, placement.starts, tiles_x, tiles_y, TILE, width, height,
-                           splat, weight, count, transmittance)
+        no_payload = np.zeros((1, 0), arrays[0].dtype)
+        _composite_tiles(*arrays, no_payload, placement.ids, placement.starts, tiles_x, tiles_y, TILE, width, height,
+                         np.zeros((num_cameras, height, width, 0), transmittance.dtype), transmittance, splat, weight, count)
     if count.max(initial=0) > TERMS_PER_PIXEL:
         return None
     dtype = _numpy(placement.means2d).dtype
