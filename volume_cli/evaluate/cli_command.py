@@ -38,8 +38,8 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
-    """Authenticity (input-view PSNR/SSIM, in the crop and in the original frame at its own
-    resolution), realism (PSNR/SSIM at yaw -40..+40 against ground truth)
+    """Authenticity (input-view PSNR/SSIM/LPIPS, in the crop and PSNR/SSIM in the original frame
+    at its own resolution), realism (PSNR/SSIM/LPIPS at yaw -40..+40 against ground truth)
     and stability (novel-view jitter on same-moment crop pairs) on held-out synthetic heads; with
     --real, authenticity and a contact sheet of novel views on real photos and videos.
 
