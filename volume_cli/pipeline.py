@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -228,7 +228,7 @@ class _Folder:
     every finished frame), and ``--resume`` reads both; it is removed once sequence.json lists
     everything it holds, at the end of a run, finished or interrupted."""
 
-    def __init__(self, path: Path, header: dict, missing: list[dict]) -> None:
+    def __init__(self, path: Path, header: dict, missing: Iterable[dict]) -> None:
         self.path = path
         self.header = ManifestHeader.from_dict(dict(header, complete=False))  # checked once
         self._missing = [missing_line(m) for m in missing]  # ~60 bytes a frame without a face
@@ -447,10 +447,13 @@ def convert(
             header["head"] = head.header()
         stage = {"track": time.perf_counter() - t0}
 
-        missing = [
+        # Frames without a face, as sequence.json lists them (made one at a time: the folder keeps
+        # each as its ~60-byte line).
+        missing = (
             {"index": t.index, "time_s": t.time_s, "action": "held" if t.held_from is not None else "skipped"}
             for t in tracked if t.slot is None
-        ]
+        )
+        skipped = int((~tracked.has_face).sum()) if settings.on_missing is not OnMissing.hold else 0
         if overwrite:
             clear_output(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -537,7 +540,7 @@ def convert(
         stage.update(timers)
         return ConvertReport(
             output=out, frames_written=counts["written"], frames_held=counts["held"],
-            frames_missing=sum(1 for m in missing if m["action"] == "skipped"), frames_resumed=len(done_indices),
+            frames_missing=skipped, frames_resumed=len(done_indices),
             seconds=time.perf_counter() - started, stage_seconds=stage, warnings=list(source.warnings),
         )
 
