@@ -229,3 +229,20 @@ def test_input_view_rerender_reproduces_the_crop(name):
     assert result.mask_pixels > 5000
     assert result.psnr_db > 30.0, f"{name}: {result.psnr_db:.2f} dB"
     assert result.ssim > 0.95
+
+
+def test_unseen_side_disc_rotations_turn_z_onto_the_normal():
+    """The unseen side's discs are oriented by the shortest rotation taking +z (their thin axis)
+    onto the surface normal; checked through the quaternion -> matrix convention everything else
+    uses, including the normals +z and -z themselves."""
+    from volume_cli.gaussians import quat_to_matrix
+    from volume_cli.predictors.geometric import quats_turning_z_to
+
+    rng = np.random.default_rng(4)
+    normals = rng.normal(size=(200, 3))
+    normals = np.concatenate([normals, [[0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [1e-9, 0.0, -1.0]]])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    q = quats_turning_z_to(normals)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-12)
+    R = quat_to_matrix(torch.from_numpy(q)).numpy()
+    np.testing.assert_allclose(R[:, :, 2], normals, atol=1e-9)  # the third axis is the normal

@@ -466,6 +466,19 @@ def _head_proxy(prior: HeadPrior, smooth_px: float) -> np.ndarray:
     return cv2.GaussianBlur(filled, (0, 0), smooth_px) if smooth_px > 0 else filled
 
 
+def quats_turning_z_to(normals: np.ndarray) -> np.ndarray:
+    """Unit quaternions [N, 4] (w first) of the shortest rotations taking +z to each unit normal
+    [N, 3]. For a disc with equal axes in its plane, any rotation that puts its thin axis (z)
+    along the normal gives the same covariance, and this one needs no tangent frame: for
+    n = (x, y, z) it is (1 + z, -y, x, 0) normalised, and a half turn about x where n is -z."""
+    q = np.stack([1.0 + normals[:, 2], -normals[:, 1], normals[:, 0], np.zeros(len(normals))], axis=1)
+    norm = np.linalg.norm(q, axis=1, keepdims=True)
+    flipped = norm[:, 0] < 1e-6  # n = -z: every axis perpendicular to z is shortest; take x
+    q[flipped] = [0.0, 1.0, 0.0, 0.0]
+    norm[flipped] = 1.0
+    return q / norm
+
+
 def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, K: np.ndarray, person: np.ndarray,
                  texture, slots: int) -> dict:
     """One disc per point of the fitted head, once subdivided (its vertices and edge midpoints:
@@ -509,18 +522,13 @@ def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, 
         behind = np.clip((means[:, 2] - farthest[px[:, 1], px[:, 0]] - BACKING_BEHIND_M - HIDDEN_BEHIND_M) / HIDDEN_FADE_M, 0.0, 1.0)
         fade = behind * (~visible & (person[px[:, 1], px[:, 0]] >= HIDDEN_OPAQUE_PERSON))
     # A disc in the tangent plane: two axes of sigma, a thin one along the normal.
-    helper = np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-    t1 = np.cross(normals, helper)
-    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
-    t2 = np.cross(normals, t1)
-    R = torch.from_numpy(np.stack([t1, t2, normals], axis=-1))
     log_sigma = np.log(sigma)
     log_scales = np.stack([log_sigma, log_sigma, log_sigma + math.log(THIN_FRACTION)], axis=1)
     opacity = np.clip(HIDDEN_OPACITY * fade, 1e-6, HIDDEN_OPACITY)
     logits = np.where(fade > 0, np.log(opacity) - np.log1p(-opacity), UNUSED_OPACITY_LOGIT)
     return dict(
         means=torch.from_numpy(means).float(),
-        quats=matrix_to_quat(R).float(),
+        quats=torch.from_numpy(quats_turning_z_to(normals)).float(),
         log_scales=torch.from_numpy(log_scales).float(),
         opacity_logits=torch.from_numpy(logits).float(),
         sh=rgb_to_sh_dc(torch.from_numpy(colour).float())[:, None, :],
