@@ -355,18 +355,20 @@ class GeometricPredictor:
         n = s * s
         keep = torch.from_numpy(person.reshape(n) >= MIN_PERSON)
 
-        def layer(z: np.ndarray, sigma_px: float) -> dict:
-            points = rays * z[..., None]
-            quats, log_scales = _steps().surface_aligned(points, K[0, 0], sigma_px)
-            return dict(
-                means=torch.from_numpy(points.reshape(n, 3)).float(),
-                quats=quats,
-                log_scales=log_scales,
-                opacity_logits=torch.from_numpy(logits.reshape(n)).float(),
-            )
-
-        front = layer(depth, PIXEL_SIGMA)
-        backing = layer(depth + BACKING_BEHIND_M / rays[..., 2], BACKING_SIGMA)
+        opacity_logits = torch.from_numpy(logits.reshape(n)).float()
+        points = rays * depth[..., None]
+        quats, log_scales = _steps().surface_aligned(points, K[0, 0], PIXEL_SIGMA)
+        front = dict(means=torch.from_numpy(points.reshape(n, 3)).float(), quats=quats, log_scales=log_scales,
+                     opacity_logits=opacity_logits)
+        # The backing surface is the front one pushed BACKING_BEHIND_M along the rays: its tangents
+        # differ from the front's by about that over the distance (~1 %), so its discs take the
+        # front's orientation and shape, widened by BACKING_SIGMA / PIXEL_SIGMA in the plane and
+        # scaled with the depth, rather than being derived again (~7 ms a frame).
+        back_z = depth + BACKING_BEHIND_M / rays[..., 2]
+        grow = torch.from_numpy(np.log(back_z / depth).reshape(n, 1)).float()
+        widen = torch.tensor([math.log(BACKING_SIGMA / PIXEL_SIGMA)] * 2 + [0.0])
+        backing = dict(means=torch.from_numpy((rays * back_z[..., None]).reshape(n, 3)).float(), quats=quats.clone(),
+                       log_scales=log_scales + widen + grow, opacity_logits=opacity_logits.clone())
         target = torch.from_numpy(image.reshape(n, 3)).float()
         colour, colour_back = self._refine_colours(front, backing, keep, target, K, s)
         assert GAUSSIANS_PER_PIXEL == 2  # one front and one backing splat a pixel
