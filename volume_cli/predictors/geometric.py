@@ -435,8 +435,9 @@ def _meet_the_mesh(proxy: np.ndarray, mesh: np.ndarray, fade_px: float) -> np.nd
     diff = np.where(covered, mesh - proxy, 0.0)
     # Smooth the difference over the mesh (normalised, so the off-mesh zeros do not pull it).
     sigma = max(fade_px / 8.0, 0.5)
-    weight = cv2.GaussianBlur(covered.astype(np.float64), (0, 0), sigma)
-    smooth = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(weight, 1e-6)
+    # float32 blurs: twice as fast as float64, and 1e-7 of a few centimetres is far below a pixel's depth error.
+    weight = cv2.GaussianBlur(covered.astype(np.float32), (0, 0), sigma).astype(np.float64)
+    smooth = cv2.GaussianBlur(diff.astype(np.float32), (0, 0), sigma) / np.maximum(weight, 1e-6)
     nearest, dist = _nearest_known(smooth, covered)
     return np.where(covered, mesh, proxy + nearest * np.exp(-dist / fade_px))
 
@@ -465,7 +466,10 @@ def _head_proxy(prior: HeadPrior, smooth_px: float) -> np.ndarray:
     if not known.any():
         return depth
     filled = _nearest_known(depth, known)[0]
-    return cv2.GaussianBlur(filled, (0, 0), smooth_px) if smooth_px > 0 else filled
+    if smooth_px <= 0:
+        return filled
+    # Blurred in float32 (twice as fast; ~0.1 um at 0.6 m), returned in float64 like the rest.
+    return cv2.GaussianBlur(filled.astype(np.float32), (0, 0), smooth_px).astype(np.float64)
 
 
 def quats_turning_z_to(normals: np.ndarray) -> np.ndarray:
