@@ -218,6 +218,25 @@ def to_original_frame(gaussians_virtual, R: np.ndarray):
 JOURNAL_NAME = ".sequence.frames.jsonl"
 
 
+class _JournalLines:
+    """Where each record's line is in a journal: its source index, byte offset and length, as
+    compact arrays (20 bytes a line); ``append`` writes a line to the end of the journal."""
+
+    def __init__(self) -> None:
+        self.index, self.offset, self.length = array("q"), array("q"), array("i")
+        self.size = 0  # bytes in the journal
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def append(self, journal, index: int, line: bytes) -> None:
+        journal.write(line + b"\n")
+        self.index.append(index)
+        self.offset.append(self.size)
+        self.length.append(len(line))
+        self.size += len(line) + 1
+
+
 class _Folder:
     """The output folder and its manifest, kept consistent with the files on disk.
 
@@ -233,9 +252,8 @@ class _Folder:
         self.header = ManifestHeader.from_dict(dict(header, complete=False))  # checked once
         self._missing = [missing_line(m) for m in missing]  # ~60 bytes a frame without a face
         self._lock = threading.Lock()
-        self._index, self._offset, self._length = array("q"), array("q"), array("i")
+        self._lines = _JournalLines()
         self._journal = None
-        self._size = 0  # bytes in the journal
         self._flushed_all = False  # whether sequence.json lists every journal line
         self._last_flush = 0.0
         self._flush_seconds = 0.0  # how long the last rewrite took
@@ -259,19 +277,14 @@ class _Folder:
             fresh.unlink(missing_ok=True)
             raise
         self._journal = open(journal, "a+b")  # appended to, and read back by flush()
-        self._index, self._offset, self._length = sink.index, sink.offset, sink.length
-        self._size = sink.size
+        self._lines = sink.lines
         return sink.seen
 
     def add(self, record: dict) -> None:
         line = frame_line(record)
         with self._lock:
-            self._journal.write(line + b"\n")
-            self._journal.flush()  # in the file before its index is: flush() reads it back
-            self._index.append(record["index"])
-            self._offset.append(self._size)
-            self._length.append(len(line))
-            self._size += len(line) + 1
+            self._lines.append(self._journal, record["index"], line)
+            self._journal.flush()  # in the file before the lock goes: flush() reads it back
             self._flushed_all = False
 
     def flush(self, complete: bool = False, force: bool = True) -> None:
@@ -279,7 +292,8 @@ class _Folder:
         if not force and now - self._last_flush < max(_MANIFEST_EVERY_S, self._flush_seconds / _MANIFEST_COST_SHARE):
             return
         with self._lock:
-            index, offset, length = (np.array(a, dtype=a.typecode) for a in (self._index, self._offset, self._length))
+            index, offset, length = (np.array(a, dtype=a.typecode)
+                                     for a in (self._lines.index, self._lines.offset, self._lines.length))
         order = np.argsort(index, kind="stable")
         if len(order):  # one record an index: the latest
             order = order[np.append(index[order][1:] != index[order][:-1], True)]
@@ -287,7 +301,7 @@ class _Folder:
         lines = (os.pread(fd, int(length[k]), int(offset[k])) for k in order)
         header = dataclasses.replace(self.header, complete=complete)
         write_manifest_lines(self.path, header.to_dict(), lines, self._missing)
-        self._flushed_all = len(self._index) == len(index)  # (an add() since may not be listed)
+        self._flushed_all = len(self._lines) == len(index)  # (an add() since may not be listed)
         self._last_flush = now
         self._flush_seconds = time.monotonic() - now
         self.completed = complete
@@ -316,21 +330,15 @@ class _Recovered:
             self.journal.seek(0)
             self.journal.truncate()
         self.seen: set[int] = set()
-        self.index, self.offset, self.length = array("q"), array("q"), array("i")
-        self.size = 0
+        self.lines = _JournalLines()
 
     def header(self, header: ManifestHeader) -> None:
         pass
 
     def frame(self, i: int, record: FrameRecord) -> None:
         if record.index not in self.seen and (self.folder / record.file).is_file():
-            line = record_line(record)
-            self.journal.write(line + b"\n")
+            self.lines.append(self.journal, record.index, record_line(record))
             self.seen.add(record.index)
-            self.index.append(record.index)
-            self.offset.append(self.size)
-            self.length.append(len(line))
-            self.size += len(line) + 1
 
     def missing(self, i: int, record: MissingRecord) -> None:
         pass
