@@ -81,6 +81,23 @@ def score_in_original(splats_virtual, cam: camera.VirtualCamera, image: np.ndarr
                               mask=mask)
 
 
+def masked_lpips(images: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> list[float]:
+    """LPIPS (volume_cli.perceptual) per image inside its mask, both images black outside it (the
+    network sees ~50 px past a mask, and a crop's background would count): images, targets
+    [C, H, W, 3] in [0, 1], masks [C, H, W] bool; NaN where a mask is empty."""
+    from volume_cli.perceptual import load_lpips
+
+    out = [float("nan")] * len(images)
+    keep = [k for k in range(len(images)) if bool(masks[k].any())]
+    if keep:
+        with torch.no_grad():
+            m = masks[keep, ..., None].float()
+            d = load_lpips()((images[keep].clamp(0, 1) * m).permute(0, 3, 1, 2), (targets[keep] * m).permute(0, 3, 1, 2), masks[keep])
+        for k, v in zip(keep, d.tolist()):
+            out[k] = v
+    return out
+
+
 def head_mask(landmarks: np.ndarray, K: np.ndarray, person: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """[S, S] bool head mask of a crop. landmarks [478, 3] metres in the virtual-camera frame,
     person [S, S] segmentation confidence, valid [S, S] bool."""
@@ -127,14 +144,7 @@ def measure_crop(fc, predictor: Predictor, original: tuple[np.ndarray, np.ndarra
     segmenter = predictor if isinstance(predictor, GeometricPredictor) else GeometricPredictor(colour_steps=0)
     mask = head_mask(fc.landmarks, fc.cam.K, segmenter.person_mask(fc.crop), fc.valid)
     mask_t = torch.from_numpy(mask)
-    lpips = float("nan")
-    if mask.any():
-        from volume_cli.perceptual import load_lpips
-
-        with torch.no_grad():
-            m = mask_t[..., None].float()  # both black outside the mask (the crop's background would count)
-            lpips = float(load_lpips()((rendered.clamp(0, 1) * m).permute(2, 0, 1)[None], (target * m).permute(2, 0, 1)[None],
-                                       mask_t[None])[0])
+    lpips = masked_lpips(rendered[None], target[None], mask_t[None])[0]
     return AuthenticityResult(
         psnr_db=psnr(rendered, target, mask_t), ssim=ssim(rendered, target, mask_t), mask_pixels=int(mask.sum()),
         splats=splats.count, crop=fc.crop, render=(rendered.clamp(0, 1) * 255 + 0.5).byte().numpy(), mask=mask, lpips=lpips,

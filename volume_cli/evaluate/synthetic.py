@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from volume_cli import camera
-from volume_cli.evaluate.authenticity import mask_in_original, score_in_original
+from volume_cli.evaluate.authenticity import mask_in_original, masked_lpips, score_in_original
 from volume_cli.metrics import psnr, ssim
 from volume_cli.predictors.base import Predictor
 from volume_cli.train.losses import scale_correction, scaled_about_camera
@@ -192,10 +192,11 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
         depth1 = torch.cat([first.depth.float().cpu(), r1.depth.float().cpu()])
         rgb2, a2, depth2 = r2.rgb.float().cpu(), r2.alpha.float().cpu(), r2.depth.float().cpu()
         in_original = score_in_original(g1, fc.cam, image, K_in, original_mask, backend)
+        # Each novel view's predicted head region, and the union with the true one that it is scored in.
+        pred_head1 = [None] + [(a1[k] > SOLID_ALPHA) & near_head(depth1[k], w2cs[k], fc.cam.K, head) for k in range(1, len(w2cs))]
+        unions = [head_mask] + [gt_head[k] | pred_head1[k] for k in range(1, len(w2cs))]
         # LPIPS of the input view against the crop and of each novel view against the truth, one batch.
-        lpips_masks = [head_mask] + [gt_head[k] | ((a1[k] > SOLID_ALPHA) & near_head(depth1[k], w2cs[k], fc.cam.K, head))
-                                     for k in range(1, len(w2cs))]
-        lpips = _lpips(rgb1, torch.cat([crop_t[None], gt_rgb_t[1:]]), torch.stack(lpips_masks))
+        lpips = masked_lpips(rgb1, torch.cat([crop_t[None], gt_rgb_t[1:]]), torch.stack(unions))
         row = {
             "authenticity_lpips": lpips[0],
             "authenticity_psnr": psnr(rgb1[0], crop_t, head_mask),
@@ -208,33 +209,16 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
         }
         mads = []
         for k, yaw in enumerate(yaws, start=1):
-            pred_head = [(a > SOLID_ALPHA) & near_head(d, w2cs[k], fc.cam.K, head)
-                         for a, d in ((a1[k], depth1[k]), (a2[k - 1], depth2[k - 1]))]
-            union = gt_head[k] | pred_head[0]
+            pred_head2 = (a2[k - 1] > SOLID_ALPHA) & near_head(depth2[k - 1], w2cs[k], fc.cam.K, head)
+            union = unions[k]
             row["realism"][f"{yaw:+.0f}"] = {"psnr": psnr(rgb1[k], gt_rgb_t[k], union), "ssim": ssim(rgb1[k], gt_rgb_t[k], union),
                                              "lpips": lpips[k]}
-            both = pred_head[0] | pred_head[1]
+            both = pred_head1[k] | pred_head2
             if bool(both.any()):
                 mads.append(float((rgb1[k].clamp(0, 1) - rgb2[k - 1].clamp(0, 1)).abs().mean(-1)[both].mean()))
         row["stability_mad"] = float(np.mean(mads)) if mads else math.nan
         row["stability_ratio"] = row["stability_mad"] / input_mad if input_mad > 0 else math.nan
         out["predictors"][name] = row
-    return out
-
-
-def _lpips(images: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> list[float]:
-    """LPIPS per view inside its mask, both images black outside it: images, targets [C, S, S, 3]
-    in [0, 1], masks [C, S, S] bool; NaN where a mask is empty."""
-    from volume_cli.perceptual import load_lpips
-
-    out = [math.nan] * len(images)
-    keep = [k for k in range(len(images)) if bool(masks[k].any())]
-    if keep:
-        with torch.no_grad():
-            m = masks[keep, ..., None].float()  # both images black outside: the network looks ~50 px past a mask
-            d = load_lpips()((images[keep].clamp(0, 1) * m).permute(0, 3, 1, 2), (targets[keep] * m).permute(0, 3, 1, 2), masks[keep])
-        for k, v in zip(keep, d.tolist()):
-            out[k] = v
     return out
 
 
