@@ -141,16 +141,15 @@ def _head_track(predictor: Predictor, tracked: TrackedFrames, store: LandmarkSto
     head = HeadTrack(load_head_model(), mesh_depth_rasterizer(), clip=video)
     if not video:
         return head, None
-    found = np.flatnonzero(tracked.has_face)  # rows; row found[k] has slot k
+    found = np.flatnonzero(tracked.has_face)  # the rows with a face; row found[k] has slot k
 
-    def metric(row: int) -> np.ndarray:  # [478, 3], read from disk
-        t = tracked[row]
+    def metric(t: TrackedFrame) -> np.ndarray:  # [478, 3], read from disk
         return landmarks_to_camera(t.face(store), K, t.head)
 
     # Only the frames the identity is fitted to are read for it (fit_identity would pick the same).
-    head.fit_identity([metric(found[i]) for i in identity_frames(len(found))])
+    head.fit_identity([metric(tracked[int(found[i])]) for i in identity_frames(len(found))])
     # One frame's landmarks at a time (memory stays flat in the clip's length); a fit is ~60 numbers.
-    fits = head.fit_frames((metric(row) for row in found), settings.head_smoothing_frames)
+    fits = head.fit_frames((metric(t) for t in tracked.with_face()), settings.head_smoothing_frames)
     return head, fits
 
 

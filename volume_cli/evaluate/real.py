@@ -73,8 +73,8 @@ def evaluate_real(paths: list[Path], predictors: dict[str, Predictor], *, size: 
                 no_face.append(name)
                 continue
             row = {"input": name, "predictors": {}}
+            K_original = camera.image_intrinsics(image.shape[1], image.shape[0])  # as crop_image cut it
             for pname, predictor in predictors.items():
-                K_original = camera.image_intrinsics(image.shape[1], image.shape[0])  # as crop_image cut it
                 result, splats = measure_crop(fc, predictor, original=(image, K_original))
                 row["predictors"][pname] = {"psnr": result.psnr_db, "ssim": result.ssim, "lpips": result.lpips, "splats": result.splats,
                                             "original_psnr": result.original.psnr_db, "original_ssim": result.original.ssim}
