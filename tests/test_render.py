@@ -93,10 +93,33 @@ def test_fast_rasterizer_matches_reference(backend, n, num_cameras, size):
 
 
 @pytest.mark.parametrize("backend", FAST)
-@pytest.mark.parametrize("n, size", [(30, (24, 20)), (200, (33, 19))])
-def test_fast_rasterizer_gradients_match_reference(backend, n, size):
+@pytest.mark.parametrize("size", [(32, 32), (37, 21)])
+def test_fast_rasterizer_matches_reference_where_most_pixels_finish(backend, size):
+    """Near-opaque layers, as behind a predicted face: most pixels reach the T = 1e-4 stop part
+    way down their tile's list, and the splats after it must still reach the pixels left open
+    beside the finished ones (the compiled path stops visiting finished rows and row ends)."""
+    width, height = size
+    viewmats, Ks = cameras(2, width, height)
+    means, quats, scales, opacities, colors = scene(500, seed=21)
+    opacities = 0.9 + 0.1 * opacities  # 1.0 is capped at 0.999: two layers finish a pixel
+    inputs = (means, quats, scales, opacities, colors, viewmats, Ks, width, height)
+    rgb, alpha, depth = FAST[backend](*inputs)
+    rgb_ref, alpha_ref, depth_ref = rasterize_reference(*inputs)
+    covered = alpha_ref > 0.998  # under two or more near-opaque splats: finished
+    assert 0.3 < covered.float().mean() < 0.95, covered.float().mean()  # both kinds of pixel
+    torch.testing.assert_close(rgb, rgb_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(alpha, alpha_ref, rtol=0, atol=1e-5)
+    seen = alpha_ref > 1e-2
+    torch.testing.assert_close(depth[seen], depth_ref[seen], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("n, size, opaque", [(30, (24, 20), False), (200, (33, 19), False), (200, (33, 19), True)])
+def test_fast_rasterizer_gradients_match_reference(backend, n, size, opaque):
     width, height = size
     means, quats, scales, opacities, colors = scene(n, seed=1, dtype=torch.float64)
+    if opaque:  # most pixels finish part way down their lists, as in the test above
+        opacities = 0.9 + 0.1 * opacities
     # One wide opaque splat on the axis: at the pixels around its centre opacity * exp(-sigma) passes
     # 0.999, the cap binds and passes no gradient.
     means[0], scales[0], opacities[0] = torch.tensor([0.0, 0.0, 1.0]), torch.full((3,), 1.0), 1.0

@@ -271,6 +271,35 @@ def _column_span(mx, bdy, inv_a, disc, col0, cols):  # pragma: no cover - compil
     return max(col0, math.ceil(x_low - 0.5)), min(col0 + cols, math.floor(x_high - 0.5) + 1)
 
 
+# Behind the opaque front layer most (pixel, splat) visits land on pixels already finished. Each
+# tile keeps, per row, the columns [live_lo, live_hi) between its first and last unfinished pixel,
+# and the rows [live_rows[0], live_rows[1]) that still have one; splats visit only those. A
+# finished pixel inside a row's range is still visited (and skipped by its T of 0), so nothing a
+# pixel sees changes: this only removes visits that did nothing.
+@numba.njit(cache=True, inline="always")
+def _live_ranges(rows, cols):  # pragma: no cover - compiled
+    live_lo = np.zeros(rows, np.int64)
+    live_hi = np.full(rows, cols, np.int64)
+    live_rows = np.array([0, rows], np.int64)
+    return live_lo, live_hi, live_rows
+
+
+@numba.njit(cache=True, inline="always")
+def _mark_finished(T, live_lo, live_hi, live_rows, i, j, cols):  # pragma: no cover - compiled
+    """Pixel (i, j) of the tile (T already 0) is finished: shrink its row's and the tile's ranges."""
+    if j == live_lo[i]:
+        while live_lo[i] < live_hi[i] and T[i * cols + live_lo[i]] == 0.0:
+            live_lo[i] += 1
+    elif j == live_hi[i] - 1:
+        while live_hi[i] > live_lo[i] and T[i * cols + live_hi[i] - 1] == 0.0:
+            live_hi[i] -= 1
+    if live_lo[i] == live_hi[i]:
+        while live_rows[0] < live_rows[1] and live_lo[live_rows[0]] == live_hi[live_rows[0]]:
+            live_rows[0] += 1
+        while live_rows[1] > live_rows[0] and live_lo[live_rows[1] - 1] == live_hi[live_rows[1] - 1]:
+            live_rows[1] -= 1
+
+
 @numba.njit(parallel=True, cache=True)
 def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
                      accum, transmittance, splat, weight, count):  # pragma: no cover - compiled
@@ -304,6 +333,7 @@ def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, 
         T = np.ones(rows * cols)  # pixel (y, x) of the image at (y - row0) * cols + x - col0
         acc = np.zeros(rows * cols * channels)
         remaining = rows * cols
+        live_lo, live_hi, live_rows = _live_ranges(rows, cols)
         for k in range(begin, end):
             g = ids[k]
             mx, my = means2d[g, 0], means2d[g, 1]
@@ -311,12 +341,17 @@ def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, 
             opacity = opacities[g]
             reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
             first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
+            first, stop = max(first, row0 + live_rows[0]), min(stop, row0 + live_rows[1])
             half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
             for py in range(first, stop):
                 dy = my - (py + 0.5)
                 bdy, cdy2 = b * dy, 0.5 * c * dy * dy
-                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, cols)
-                base = (py - row0) * cols - col0
+                i = py - row0
+                if live_lo[i] == live_hi[i]:
+                    continue
+                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0 + live_lo[i],
+                                               live_hi[i] - live_lo[i])
+                base = i * cols - col0
                 for px in range(x_first, x_stop):
                     q = base + px
                     T_q = T[q]
@@ -334,6 +369,7 @@ def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, 
                         transmittance[cam, py, px] = T_q
                         T[q] = 0.0
                         remaining -= 1
+                        _mark_finished(T, live_lo, live_hi, live_rows, i, px - col0, cols)
                         continue
                     w = alpha * T_q
                     if record:
@@ -399,6 +435,7 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
         T = np.ones(rows * cols)  # 0 once finished, as in the forward
         prefix = np.zeros(rows * cols * channels)
         remaining = rows * cols
+        live_lo, live_hi, live_rows = _live_ranges(rows, cols)
         for k in range(begin, end):
             g = ids[k]
             mx, my = means2d[g, 0], means2d[g, 1]
@@ -406,13 +443,18 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
             opacity = opacities[g]
             reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
             first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
+            first, stop = max(first, row0 + live_rows[0]), min(stop, row0 + live_rows[1])
             half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
             g_mx = g_my = g_a = g_b = g_c = g_opacity = 0.0
             for py in range(first, stop):
                 dy = my - (py + 0.5)
                 bdy, cdy2 = b * dy, 0.5 * c * dy * dy
-                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, cols)
-                base = (py - row0) * cols - col0
+                i = py - row0
+                if live_lo[i] == live_hi[i]:
+                    continue
+                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0 + live_lo[i],
+                                               live_hi[i] - live_lo[i])
+                base = i * cols - col0
                 for px in range(x_first, x_stop):
                     q = base + px
                     T_q = T[q]
@@ -431,6 +473,7 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
                     if next_T <= T_MIN:
                         T[q] = 0.0
                         remaining -= 1
+                        _mark_finished(T, live_lo, live_hi, live_rows, i, px - col0, cols)
                         continue
                     w = alpha * T_q
                     own = 0.0  # grad . p_i
