@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import numpy as np
 import torch
 
 pytest.importorskip("numba")  # a dependency; missing only on the lent GPU machine
@@ -162,6 +163,27 @@ def test_linear_composite_is_bit_for_bit_the_composite():
             rgb = torch.rand(g.count, 3, generator=torch.Generator().manual_seed(seed))
             for got, want in zip(linear(rgb), rasterize_numba.composite(placement, rgb, backgrounds)):
                 assert torch.equal(got, want)
+
+
+def test_linear_composites_alive_together_keep_their_own_terms():
+    """The term arrays are reused between calls: two colourings alive at once (two placements of
+    the same shape) must not share them, and one collected gives its arrays to the next call."""
+    viewmats, Ks = cameras(1, 36, 30)
+    placements = [rasterize_numba.place(g.means, g.quats, g.scales(), g.opacities(), viewmats, Ks, 36, 30)
+                  for g in (splats(80, seed=7), splats(90, seed=8))]
+    first, second = (rasterize_numba.linear_composite(p) for p in placements)
+    for linear, placement, g in zip((first, second), placements, (splats(80, seed=7), splats(90, seed=8))):
+        rgb = torch.rand(g.count, 3, generator=torch.Generator().manual_seed(3))
+        for got, want in zip(linear(rgb), rasterize_numba.composite(placement, rgb)):
+            assert torch.equal(got, want)
+    lent = first.__closure__  # the arrays the first colouring holds
+    held = {id(cell.cell_contents) for cell in lent if isinstance(cell.cell_contents, np.ndarray)}
+    del first, lent
+    third = rasterize_numba.linear_composite(placements[1])
+    again = {id(cell.cell_contents) for cell in third.__closure__ if isinstance(cell.cell_contents, np.ndarray)}
+    assert held & again, "the collected colouring's arrays were not reused"
+    rgb = torch.rand(90, 3, generator=torch.Generator().manual_seed(4))
+    assert all(torch.equal(a, b) for a, b in zip(third(rgb), second(rgb)))
 
 
 def test_linear_composite_declines_pixels_with_too_many_terms():
