@@ -25,6 +25,7 @@ from volume_cli.face import FaceFinder, head_state
 from volume_cli.framing import frame_crop
 from volume_cli.predictors import Predictor
 from volume_cli.predictors.geometric import HEAD_RADII_M, GeometricPredictor, ellipsoid_depth, head_frame
+from volume_cli.segmentation import PersonSegmenter
 
 
 @dataclass
@@ -141,8 +142,12 @@ def measure_crop(fc, predictor: Predictor, original: tuple[np.ndarray, np.ndarra
     # The crop camera sits at the origin of the splats' frame.
     rendered = render(splats, np.eye(4)[None], fc.cam.K[None], size, size, backend=resolve_backend("auto", "cpu")).rgb[0]
     target = torch.from_numpy(fc.crop).float() / 255.0
-    segmenter = predictor if isinstance(predictor, GeometricPredictor) else GeometricPredictor(colour_steps=0)
-    mask = head_mask(fc.landmarks, fc.cam.K, segmenter.person_mask(fc.crop), fc.valid)
+    if isinstance(predictor, GeometricPredictor):
+        person = predictor.person_mask(fc.crop)
+    else:
+        with PersonSegmenter() as segmenter:
+            person = segmenter.mask(fc.crop)
+    mask = head_mask(fc.landmarks, fc.cam.K, person, fc.valid)
     mask_t = torch.from_numpy(mask)
     lpips = masked_lpips(rendered[None], target[None], mask_t[None])[0]
     return AuthenticityResult(

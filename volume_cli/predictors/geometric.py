@@ -42,6 +42,7 @@ from volume_cli.head.prior import HeadPrior, subdivided
 from volume_cli.head.track import HeadTrack
 from volume_cli.head.texture import hidden_side_colours, seen_colours
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
+from volume_cli.segmentation import PersonSegmenter
 
 # Standard deviation of a pixel's front Gaussian, in crop pixels at its depth: thin, so that with
 # the renderers' 0.3 px^2 dilation a pixel is dominated by its own splat (sharp input view).
@@ -275,15 +276,12 @@ class GeometricPredictor:
 
     def __init__(self, colour_steps: int = COLOUR_STEPS, head: bool = True) -> None:
         """head: fit the whole-head model (False: the ellipsoid everywhere, the older baseline)."""
-        import mediapipe as mp
-
         self.colour_steps = colour_steps
         self.use_head = head
         self.name = "geometric" if head else "geometric-ellipsoid"
         model = load_head_model() if head else None
         self._hidden_slots = model.num_vertices + len(model.edges) if head else 0
-        # model 0 ("general") takes a square 256 x 256 input, the shape of our crops.
-        self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self._segmenter = PersonSegmenter()
 
     def close(self) -> None:
         self._segmenter.close()
@@ -296,7 +294,7 @@ class GeometricPredictor:
 
     def person_mask(self, crop: np.ndarray) -> np.ndarray:
         """Person confidence [S, S] in [0, 1] for a crop [S, S, 3] uint8 RGB."""
-        return np.clip(self._segmenter.process(crop).segmentation_mask, 0.0, 1.0).astype(np.float64)
+        return self._segmenter.mask(crop)
 
     def predict(self, batch: CropBatch) -> Gaussians:
         sets = [self._predict_one(batch, i) for i in range(len(batch))]
@@ -307,7 +305,7 @@ class GeometricPredictor:
         fitted head (``prior``) or, without one, into the ellipsoid. rays [S, S, 3]: camera.image_rays of K."""
         size = rays.shape[0]
         proxy = self._ellipsoid_proxy(landmarks, rays) if prior is None else _head_proxy(prior, PROXY_SMOOTH_PX * size / 256.0)
-        mesh = _fill_holes(_steps().rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size))
+        mesh = face_mesh_depth(landmarks, K, size)
         covered = np.isfinite(mesh)
         if prior is not None:
             proxy = _meet_the_mesh(proxy, mesh, SEAM_PX * size / 256.0)
@@ -450,6 +448,12 @@ def _nearest_known(values: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, n
     value = np.zeros(labels.max() + 1)
     value[labels[known]] = values[known]
     return value[labels], dist
+
+
+def face_mesh_depth(landmarks: np.ndarray, K: np.ndarray, size: int) -> np.ndarray:
+    """z-depth [S, S] of MediaPipe's face mesh (landmarks [478, 3], crop-camera frame) seen
+    through K [3, 3], its eye and mouth openings filled; +inf off it."""
+    return _fill_holes(_steps().rasterize_depth(camera.project(K, landmarks), landmarks[:, 2], face_mesh_triangles(), size))
 
 
 def mesh_depth_rasterizer():

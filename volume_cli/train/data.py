@@ -17,6 +17,10 @@ An example (tensors, float32 unless noted; S crop side, V target views, view 0 =
     target_depth     [V, S, S]     camera z, metres, 0 = background
     target_K         [V, 3, 3]
     view_from_crop   [V, 4, 4]     crop-camera frame -> view camera (view 0: the identity)
+    prior            [C, S, S]     only for samples re-framed by ``train.priors`` (convert's crop and
+                                   camera): prior_input.PRIOR_CHANNELS, its two depth channels times
+                                   distance_scale (they are relative to the distance the network is
+                                   given, and the consistent scene is the true one scaled by it)
     pair_image, pair_valid, pair_view_from_crop
                                    the stability partner: the SAME frame re-cropped by a virtual
                                    camera turned by a small random rotation (same distance, so the
@@ -105,6 +109,13 @@ def make_example(sample: dict, rng: np.random.Generator, *, distance_noise: floa
         "target_K": f32(sample["target_K"]),
         "view_from_crop": f32(view_from_crop),
     }
+    if "prior" in sample:
+        from volume_cli.predictors.prior_input import PRIOR_CHANNELS
+
+        prior = sample["prior"].astype(np.float32)
+        for name in ("head_depth", "mesh_depth"):
+            prior[PRIOR_CHANNELS.index(name)] *= scale
+        out["prior"] = torch.from_numpy(prior)
     if pair:
         cam2 = jittered_camera(cam, rng)
         crop2 = camera.warp_crop(sample["input_image"], K_in, cam2).astype(np.float32) / 255.0
@@ -179,6 +190,10 @@ def mirror_example(ex: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key in ("image", "valid", "target_rgb", "target_alpha", "target_depth", "pair_image", "pair_valid"):
         if key in ex:
             out[key] = ex[key].flip(-1)
+    if "prior" in ex:  # the x component of the normals changes sign too
+        from volume_cli.predictors.prior_input import MIRROR_SIGN
+
+        out["prior"] = ex["prior"].flip(-1) * torch.from_numpy(MIRROR_SIGN)[:, None, None]
     for key in ("view_from_crop", "pair_view_from_crop"):
         if key in ex:
             out[key] = _MIRROR @ ex[key] @ _MIRROR
@@ -219,6 +234,8 @@ def downsized_sample(sample: dict, size: int) -> dict:
     out["crop"], out["target_rgb"] = area(sample["crop"], True), area(sample["target_rgb"], True)
     out["target_alpha"] = area(sample["target_alpha"], False)
     out["target_depth"] = sample["target_depth"][..., f // 2::f, f // 2::f].copy()
+    if "prior" in sample:  # nearest too: an average would blend the head's depth with the 0 beside it
+        out["prior"] = sample["prior"][:, f // 2::f, f // 2::f].copy()
     out["crop_K"], out["target_K"] = scaled(sample["crop_K"]), scaled(sample["target_K"])
     return out
 
@@ -237,12 +254,17 @@ class ShardExamples:
     Everything comes from (run_seed, i), so a resumed run sees the batches it would have seen."""
 
     def __init__(self, folders: list[str | Path] | tuple[str | Path, ...], *, run_seed: int, size: int, views: int,
-                 distance_noise: float = DISTANCE_NOISE, pair: bool = True, progress=None) -> None:
+                 distance_noise: float = DISTANCE_NOISE, pair: bool = True, priors: bool = False, progress=None) -> None:
+        """priors: use each shard's ``train.priors`` sidecar (which must exist): convert's crop and
+        camera in place of the generator's, the prior channels as ``prior``; samples in which
+        MediaPipe found no face are left out (``self.no_face`` counts them)."""
         from volume_cli.synth.shards import read_index, read_shard
+        from volume_cli.train.priors import read_prior_sidecar, sidecar_name
 
         self.run_seed, self.views, self.distance_noise, self.pair = run_seed, views, distance_noise, pair
         self.samples: list[dict] = []
         self.sources: list[dict] = []
+        self.no_face = 0
         for folder in folders:
             folder = Path(folder)
             index = read_index(folder)
@@ -252,8 +274,20 @@ class ShardExamples:
             if index["views"] < views:
                 raise ValueError(f"{folder} holds {index['views']} views a sample; this run needs --views {views} or fewer")
             for shard in index["shards"]:
-                for sample in read_shard(folder / shard["file"]):
-                    self.samples.append(downsized_sample({k: sample[k] for k in SHARD_KEYS}, size))
+                views_of = None
+                if priors:
+                    sidecar = folder / sidecar_name(shard["file"])
+                    if not sidecar.is_file():
+                        raise ValueError(f"{sidecar} not found: make it with python -m volume_cli.train.priors {folder}")
+                    views_of = read_prior_sidecar(sidecar)
+                for j, sample in enumerate(read_shard(folder / shard["file"])):
+                    kept = {k: sample[k] for k in SHARD_KEYS}
+                    if views_of is not None:
+                        if views_of[j] is None:
+                            self.no_face += 1
+                            continue
+                        kept.update({k: views_of[j][k] for k in ("crop", "crop_K", "crop_R", "prior")})
+                    self.samples.append(downsized_sample(kept, size))
                     if progress:
                         progress(len(self.samples))
             self.sources.append({"folder": str(folder), "run_seed": index["run_seed"], "count": index["count"]})

@@ -1,0 +1,108 @@
+"""Convert's view of the training samples: the crop that MediaPipe's framing cuts from a sample's
+synthetic webcam frame, and the head prior of that crop, computed as ``volume convert`` computes
+them (issue 10: train and convert must see the same thing).
+
+The generator frames its crops from the TRUE head pose; convert frames from MediaPipe's landmarks
+and their metric head estimate, which is off by a few millimetres and degrees and by the distance
+error of a real face's size. A network trained on convert's framing and prior learns to correct
+exactly those errors. Every sample is therefore re-framed once: MediaPipe face mesh on the input
+frame, ``face.head_state`` and ``framing.frame_crop`` (as convert and ``volume evaluate`` do), a
+still-image head fit (a sample is one frame: it fits its own identity, ~0.7 s), the person mask and
+``predictors.prior_input.batch_prior_channels``. The results are kept beside each shard:
+
+    DIR/prior_000000.npz   for DIR/shard_000000.npz; sample j of the shard under "{j:05d}/key":
+        face      bool []            MediaPipe found a face (when False nothing else is stored:
+                                     convert would skip that frame, and so does training)
+        crop      uint8 [S, S, 3]    convert's crop
+        crop_K    float64 [3, 3]     its virtual camera
+        crop_R    float64 [3, 3]
+        prior     float16 [C, S, S]  prior_input.PRIOR_CHANNELS
+        fit_ok    bool []            the head fit was accepted (else the head channels are 0)
+
+A sidecar is written under a temporary name and renamed, one shard at a time, so an interrupted
+run keeps what it finished and a rerun does only the rest.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PRIOR_SIDECAR_KEYS = ("crop", "crop_K", "crop_R", "prior", "fit_ok")
+
+
+def sidecar_name(shard_file: str) -> str:
+    """prior_000000.npz for shard_000000.npz."""
+    return shard_file.replace("shard_", "prior_", 1)
+
+
+def convert_view(sample: dict, finder, segmenter) -> dict | None:
+    """Convert's crop, camera and prior channels of a ``generate_sample`` dict (needs
+    ``input_image``, ``input_K``; the crop side is the sample's), or None when MediaPipe finds no
+    face. finder: a ``face.FaceFinder(video=False)``; segmenter: a ``segmentation.PersonSegmenter``."""
+    from volume_cli.face import head_state
+    from volume_cli.framing import frame_crop
+    from volume_cli.pipeline import crop_batch
+    from volume_cli.predictors.prior_input import PRIOR_CHANNELS, batch_prior_channels
+
+    size = sample["crop"].shape[0]
+    image, K_in = sample["input_image"], sample["input_K"]
+    face = finder.find(image)
+    if face is None:
+        return None
+    fc = frame_crop(image, K_in, face, head_state(face, K_in), size)
+    prior = batch_prior_channels(crop_batch([fc], "cpu"), segmenter)[0].numpy()
+    fit_ok = bool(prior[PRIOR_CHANNELS.index("head")].any())  # empty only where the fit was refused
+    return {"crop": fc.crop, "crop_K": fc.cam.K, "crop_R": fc.cam.R, "prior": prior.astype(np.float16), "fit_ok": np.bool_(fit_ok)}
+
+
+def write_prior_sidecars(folder: Path, progress=None) -> dict:
+    """Sidecars for every shard of a ``volume synth`` folder that lacks one. Returns counts
+    {"shards_done", "shards_skipped", "samples", "no_face", "fit_refused"} (of the shards done
+    now). progress: called with (samples done, samples in the shards to do)."""
+    from volume_cli.face import FaceFinder
+    from volume_cli.segmentation import PersonSegmenter
+    from volume_cli.synth.shards import _atomic_write, read_index, read_shard
+
+    folder = Path(folder)
+    index = read_index(folder)
+    todo = [s for s in index["shards"] if not (folder / sidecar_name(s["file"])).is_file()]
+    counts = {"shards_done": 0, "shards_skipped": len(index["shards"]) - len(todo), "samples": 0, "no_face": 0, "fit_refused": 0}
+    total = sum(s["count"] for s in todo)
+    with FaceFinder(video=False) as finder, PersonSegmenter() as segmenter:
+        for shard in todo:
+            arrays = {}
+            for j, sample in enumerate(read_shard(folder / shard["file"])):
+                view = convert_view(sample, finder, segmenter)
+                arrays[f"{j:05d}/face"] = np.bool_(view is not None)
+                if view is None:
+                    counts["no_face"] += 1
+                else:
+                    counts["fit_refused"] += int(not view["fit_ok"])
+                    arrays.update({f"{j:05d}/{k}": np.asarray(view[k]) for k in PRIOR_SIDECAR_KEYS})
+                counts["samples"] += 1
+                if progress:
+                    progress(counts["samples"], total)
+
+            def write(tmp: Path, arrays=arrays) -> None:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, **arrays)
+
+            _atomic_write(folder / sidecar_name(shard["file"]), write)
+            counts["shards_done"] += 1
+    return counts
+
+
+def read_prior_sidecar(path: Path) -> list[dict | None]:
+    """Per sample of the shard, in order: its convert view (PRIOR_SIDECAR_KEYS) or None (no face)."""
+    with np.load(path) as z:
+        members = sorted({name.split("/", 1)[0] for name in z.files})
+        return [{k: z[f"{m}/{k}"] for k in PRIOR_SIDECAR_KEYS} if bool(z[f"{m}/face"]) else None for m in members]
+
+
+if __name__ == "__main__":  # python -m volume_cli.train.priors DIR [DIR ...]
+    for arg in sys.argv[1:]:
+        result = write_prior_sidecars(Path(arg), progress=lambda done, total: print(f"\r{arg}: {done}/{total}", end="", file=sys.stderr))
+        print(f"\n{arg}: {result}", file=sys.stderr)
