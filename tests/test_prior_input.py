@@ -39,11 +39,13 @@ def test_a_refused_fit_leaves_only_the_mesh_and_the_person():
     mesh = np.full((size, size), np.inf)
     mesh[2:5, 3:6] = 0.55
     person = np.linspace(0, 1, size * size).reshape(size, size)
-    out = prior_channels(None, mesh, person, distance=0.6)
+    proxy = np.full((size, size), 0.62)
+    out = prior_channels(None, proxy, mesh, person, distance=0.6)
     assert out.shape == (PRIOR_CHANNEL_COUNT, size, size) and out.dtype == np.float32
     for name in ("head_depth", "normal_x", "normal_y", "normal_z", "head", "shell"):
         assert not out[CH[name]].any(), name
     np.testing.assert_allclose(out[CH["person"]], person, atol=1e-7)
+    np.testing.assert_allclose(out[CH["proxy_depth"]], (0.62 - 0.6) / PRIOR_DEPTH_SCALE_M, atol=1e-6)
     assert out[CH["mesh"]].sum() == 9
     np.testing.assert_allclose(out[CH["mesh_depth"]][2:5, 3:6], (0.55 - 0.6) / PRIOR_DEPTH_SCALE_M, atol=1e-6)
     assert not out[CH["mesh_depth"]][np.isinf(mesh)].any()
@@ -57,7 +59,7 @@ def test_prior_channels_follow_the_fitted_head_and_stay_inside_the_frame():
     from volume_cli.head.model import load_head_model
     from volume_cli.head.track import HeadTrack
     from volume_cli.pipeline import crop_batch
-    from volume_cli.predictors.geometric import mesh_depth_rasterizer
+    from volume_cli.predictors.geometric import mesh_depth_rasterizer, proxy_depth
     from volume_cli.predictors.prior_input import batch_prior_channels
     from volume_cli.segmentation import PersonSegmenter
     from volume_cli import camera
@@ -80,6 +82,9 @@ def test_prior_channels_follow_the_fitted_head_and_stay_inside_the_frame():
     head = prior.head_mask
     np.testing.assert_array_equal(out[CH["head"]] > 0, head)
     np.testing.assert_allclose(out[CH["head_depth"]][head] * PRIOR_DEPTH_SCALE_M + d, prior.depth[head], atol=2e-6)
+    proxy = proxy_depth(fc.landmarks, fc.cam.K, camera.image_rays(fc.cam.K, 128, 128), prior)
+    np.testing.assert_allclose(out[CH["proxy_depth"]] * PRIOR_DEPTH_SCALE_M + d, proxy, atol=2e-6)
+    assert np.isfinite(out).all()
     normals = out[[CH["normal_x"], CH["normal_y"], CH["normal_z"]]]
     inner = head & (np.abs(normals).sum(0) > 0)
     assert inner.mean() > 0.1
@@ -106,7 +111,7 @@ def test_examples_mirror_and_scale_the_prior():
     scale = float(ex["distance_scale"])
     assert scale != 1.0
     want = prior.astype(np.float32)
-    want[[CH["head_depth"], CH["mesh_depth"]]] *= scale
+    want[[CH["proxy_depth"], CH["head_depth"], CH["mesh_depth"]]] *= scale
     np.testing.assert_allclose(ex["prior"].numpy(), want, rtol=1e-6)
     mirrored = mirror_example(ex)["prior"].numpy()
     np.testing.assert_array_equal(mirrored[CH["normal_x"]], -want[CH["normal_x"]][:, ::-1])

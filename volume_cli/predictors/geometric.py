@@ -267,6 +267,35 @@ def _steps():
     return sys.modules[__name__]
 
 
+def proxy_depth(landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray, prior: HeadPrior | None = None) -> np.ndarray:
+    """Proxy z-depth [S, S] (metres, virtual-camera frame), finite everywhere: the face mesh
+    (landmarks [478, 3]), feathered into the fitted head (``prior``) or, without one, into the
+    ellipsoid. rays [S, S, 3]: camera.image_rays of K."""
+    size = rays.shape[0]
+    proxy = ellipsoid_proxy(landmarks, rays) if prior is None else _head_proxy(prior, PROXY_SMOOTH_PX * size / 256.0)
+    mesh = face_mesh_depth(landmarks, K, size)
+    covered = np.isfinite(mesh)
+    if prior is not None:
+        proxy = _meet_the_mesh(proxy, mesh, SEAM_PX * size / 256.0)
+    # Weight of the mesh rises from 0 at its edge to 1 FEATHER_PX inside it.
+    inside = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3)
+    w = np.clip(inside / (FEATHER_PX * size / 256.0), 0.0, 1.0)
+    return np.where(covered, w * np.where(covered, mesh, 0.0) + (1 - w) * proxy, proxy)
+
+
+def ellipsoid_proxy(landmarks: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """The fallback head: an ellipsoid fitted to the landmarks, and outside it a plane at the
+    depth of its silhouette, which in perspective lies in front of its centre (by r^2 / d, ~2.5
+    cm at 0.4 m); a plane through the centre would leave a step there that opens into a gap
+    seen from the side."""
+    axes, centre, scale = head_frame(landmarks)
+    proxy = ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale)
+    hit = np.isfinite(proxy)
+    rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
+    return np.where(hit, proxy, outside)
+
+
 class GeometricPredictor:
     """See the module docstring. Runs on CPU whatever the pipeline's device (it is NumPy and
     MediaPipe); returns tensors on the CPU."""
@@ -301,31 +330,8 @@ class GeometricPredictor:
         return Gaussians(**{k: torch.stack([getattr(s, k) for s in sets]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
 
     def depth_map(self, landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray, prior: HeadPrior | None = None) -> np.ndarray:
-        """Proxy z-depth [S, S] (metres, virtual-camera frame): the face mesh, feathered into the
-        fitted head (``prior``) or, without one, into the ellipsoid. rays [S, S, 3]: camera.image_rays of K."""
-        size = rays.shape[0]
-        proxy = self._ellipsoid_proxy(landmarks, rays) if prior is None else _head_proxy(prior, PROXY_SMOOTH_PX * size / 256.0)
-        mesh = face_mesh_depth(landmarks, K, size)
-        covered = np.isfinite(mesh)
-        if prior is not None:
-            proxy = _meet_the_mesh(proxy, mesh, SEAM_PX * size / 256.0)
-        # Weight of the mesh rises from 0 at its edge to 1 FEATHER_PX inside it.
-        inside = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 3)
-        w = np.clip(inside / (FEATHER_PX * size / 256.0), 0.0, 1.0)
-        return np.where(covered, w * np.where(covered, mesh, 0.0) + (1 - w) * proxy, proxy)
-
-    @staticmethod
-    def _ellipsoid_proxy(landmarks: np.ndarray, rays: np.ndarray) -> np.ndarray:
-        """The fallback head: an ellipsoid fitted to the landmarks, and outside it a plane at the
-        depth of its silhouette, which in perspective lies in front of its centre (by r^2 / d, ~2.5
-        cm at 0.4 m); a plane through the centre would leave a step there that opens into a gap
-        seen from the side."""
-        axes, centre, scale = head_frame(landmarks)
-        proxy = ellipsoid_depth(rays, axes, centre, HEAD_RADII_M * scale)
-        hit = np.isfinite(proxy)
-        rim = hit & ~cv2.erode(hit.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        outside = float(np.median(proxy[rim])) if rim.any() else centre[2]
-        return np.where(hit, proxy, outside)
+        """``proxy_depth`` (the predictor's surface)."""
+        return proxy_depth(landmarks, K, rays, prior)
 
     def head_prior(self, batch: CropBatch, i: int) -> HeadPrior | None:
         """The fitted head of crop ``i``: the clip's (``batch.head_priors``, from convert) or, in a

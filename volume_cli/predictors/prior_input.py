@@ -3,9 +3,12 @@
 A network should not relearn what MediaPipe and the head model already know (issue 10). Per crop
 pixel, in the crop camera (float32 [PRIOR_CHANNEL_COUNT, S, S], channel order PRIOR_CHANNELS):
 
-    head_depth    (z of the fitted head - d) / PRIOR_DEPTH_SCALE_M on the head, 0 off it; d is
-                  the head distance the network is given, so the channel is head-relative as
-                  the network's own depth output is
+    proxy_depth   (z of the geometric predictor's surface - d) / PRIOR_DEPTH_SCALE_M, everywhere:
+                  the face mesh feathered into the fitted head, its hair shell and what extends
+                  beyond them (the ellipsoid where the fit was refused); d is the head distance
+                  the network is given, so the channel is head-relative as the network's own
+                  depth output is. The U-Net's front depth is a residual over it
+    head_depth    (z of the fitted head - d) / PRIOR_DEPTH_SCALE_M on the head, 0 off it
     normal_x/y/z  the fitted head's unit normal (facing the camera), 0 off the head
     head          1 on the fitted head
     shell         1 where the hair shell over the skull is hit but the head is not (hair beyond
@@ -30,7 +33,7 @@ from torch import Tensor
 from volume_cli.head.prior import HeadPrior
 from volume_cli.predictors.base import CropBatch
 
-PRIOR_CHANNELS = ("head_depth", "normal_x", "normal_y", "normal_z", "head", "shell", "person", "mesh_depth", "mesh")
+PRIOR_CHANNELS = ("proxy_depth", "head_depth", "normal_x", "normal_y", "normal_z", "head", "shell", "person", "mesh_depth", "mesh")
 PRIOR_CHANNEL_COUNT = len(PRIOR_CHANNELS)
 # Depths are divided by this (metres): a head's surface lies within ~0.1 m of its centre, so the
 # channel is of order one where it matters.
@@ -39,13 +42,16 @@ PRIOR_DEPTH_SCALE_M = 0.1
 MIRROR_SIGN = np.array([-1.0 if name == "normal_x" else 1.0 for name in PRIOR_CHANNELS], np.float32)
 
 
-def prior_channels(prior: HeadPrior | None, mesh_depth: np.ndarray, person: np.ndarray, distance: float) -> np.ndarray:
+def prior_channels(prior: HeadPrior | None, proxy_depth: np.ndarray, mesh_depth: np.ndarray, person: np.ndarray,
+                   distance: float) -> np.ndarray:
     """float32 [PRIOR_CHANNEL_COUNT, S, S] (see the module docstring) from the crop's fitted head
-    (None: refused), its face-mesh depth [S, S] (+inf off the mesh), its person confidence [S, S]
-    (already 0 outside the frame) and the head distance d (metres)."""
+    (None: refused), the geometric predictor's proxy depth [S, S], the face-mesh depth [S, S] (+inf
+    off the mesh), the person confidence [S, S] (already 0 outside the frame) and the head
+    distance d (metres)."""
     size = mesh_depth.shape[0]
     out = np.zeros((PRIOR_CHANNEL_COUNT, size, size), np.float32)
     index = {name: k for k, name in enumerate(PRIOR_CHANNELS)}
+    out[index["proxy_depth"]] = (proxy_depth - distance) / PRIOR_DEPTH_SCALE_M
     if prior is not None:
         on_head = prior.head_mask
         out[index["head_depth"]] = np.where(on_head, (prior.depth - distance) / PRIOR_DEPTH_SCALE_M, 0.0)
@@ -68,7 +74,8 @@ def batch_prior_channels(batch: CropBatch, segmenter) -> Tensor:
     ``segmentation.PersonSegmenter``."""
     from volume_cli.head.model import load_head_model
     from volume_cli.head.track import HeadTrack
-    from volume_cli.predictors.geometric import face_mesh_depth, mesh_depth_rasterizer
+    from volume_cli import camera
+    from volume_cli.predictors.geometric import face_mesh_depth, mesh_depth_rasterizer, proxy_depth
 
     size = batch.size
     still = None
@@ -84,5 +91,6 @@ def batch_prior_channels(batch: CropBatch, segmenter) -> Tensor:
         crop = np.ascontiguousarray((batch.images[i].permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
         person = segmenter.mask(crop) * batch.valid[i].cpu().numpy()
         distance = float(batch.head_center[i, 2])
-        channels.append(prior_channels(prior, face_mesh_depth(landmarks, K, size), person, distance))
+        proxy = proxy_depth(landmarks, K, camera.image_rays(K, size, size), prior)
+        channels.append(prior_channels(prior, proxy, face_mesh_depth(landmarks, K, size), person, distance))
     return torch.from_numpy(np.stack(channels))

@@ -18,7 +18,7 @@ An example (tensors, float32 unless noted; S crop side, V target views, view 0 =
     target_K         [V, 3, 3]
     view_from_crop   [V, 4, 4]     crop-camera frame -> view camera (view 0: the identity)
     prior            [C, S, S]     only for samples re-framed by ``train.priors`` (convert's crop and
-                                   camera): prior_input.PRIOR_CHANNELS, its two depth channels times
+                                   camera): prior_input.PRIOR_CHANNELS, its three depth channels times
                                    distance_scale (they are relative to the distance the network is
                                    given, and the consistent scene is the true one scaled by it)
     pair_image, pair_valid, pair_view_from_crop
@@ -113,7 +113,7 @@ def make_example(sample: dict, rng: np.random.Generator, *, distance_noise: floa
         from volume_cli.predictors.prior_input import PRIOR_CHANNELS
 
         prior = sample["prior"].astype(np.float32)
-        for name in ("head_depth", "mesh_depth"):
+        for name in ("proxy_depth", "head_depth", "mesh_depth"):
             prior[PRIOR_CHANNELS.index(name)] *= scale
         out["prior"] = torch.from_numpy(prior)
     if pair:
