@@ -153,3 +153,137 @@ def test_prior_sidecars_resume_and_feed_training_with_converts_crops(tmp_path):
     assert not np.array_equal(stored["crop_K"], plain.samples[0]["crop_K"])
     half = ShardExamples([data], run_seed=1, size=32, views=2, priors=True)
     assert half.example(0)["prior"].shape == (PRIOR_CHANNEL_COUNT, 32, 32)
+
+
+# -- the U-Net that takes the prior ----------------------------------------------------------------
+
+def _prior_model(widths=(16, 16, 32, 32, 32)):
+    from volume_cli.predictors import unet as U
+
+    torch.manual_seed(0)
+    model = U.UNet(widths, prior=True)
+    with torch.no_grad():
+        model.head.weight.zero_()  # the output is exactly the table's biases
+    return model
+
+
+def _random_prior(b: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    prior = torch.rand(b, PRIOR_CHANNEL_COUNT, size, size, generator=g)
+    prior[:, CH["proxy_depth"]] = (prior[:, CH["proxy_depth"]] - 0.5) * 2  # +-0.1 m about the head distance
+    return prior
+
+
+@pytest.mark.parametrize("network_size", [64, 32])
+def test_an_untrained_prior_network_starts_at_the_proxy_surface_and_the_person_mask(network_size):
+    """Zero head weights give the table's biases; with the prior those mean: front depth = the
+    proxy surface and front opacity = the person mask, at the crop's full resolution even when the
+    network runs on a coarser grid. The back layer is as without the prior."""
+    from volume_cli.predictors import unet as U
+
+    size, d = 64, 0.6
+    model = _prior_model()
+    f = size * d / 0.4
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]]).expand(2, 3, 3).clone()
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    valid = torch.ones(2, size, size, dtype=torch.bool)
+    prior = _random_prior(2, size)
+    distance = torch.full((2,), d)
+    with torch.no_grad():
+        raw = U.network_at_size(model, images, valid, K, network_size, prior)
+        g = U.to_gaussians(raw, images, K, distance, prior)
+        plain = U.to_gaussians(raw, images, K, distance)
+    n = size * size
+    z_front = g.means[:, :n, 2].reshape(2, size, size)
+    want_z = d + PRIOR_DEPTH_SCALE_M * prior[:, CH["proxy_depth"]]
+    torch.testing.assert_close(z_front, want_z, atol=1e-5, rtol=0)
+    opacity = torch.sigmoid(g.opacity_logits[:, :n]).reshape(2, size, size)
+    want_opacity = prior[:, CH["person"]].clamp(U.PERSON_CLAMP, 1 - U.PERSON_CLAMP)
+    torch.testing.assert_close(opacity, want_opacity, atol=1e-5, rtol=0)
+    for key in ("means", "opacity_logits", "log_scales", "sh"):
+        torch.testing.assert_close(getattr(g, key)[:, n:], getattr(plain, key)[:, n:])
+    with pytest.raises(ValueError, match="head prior"):
+        U.network_at_size(model, images, valid, K, network_size)
+
+
+def test_prior_weights_round_trip_and_predict_a_crop_batch(tmp_path):
+    """The card records the prior's channels, loading rebuilds a network that takes them, and the
+    predictor computes them from a CropBatch (a still's head fit when convert gave none)."""
+    from volume_cli.predictors import unet as U
+
+    path = tmp_path / "unet.safetensors"
+    card = U.save_weights(_prior_model(), path, {"config": {"size": 64}, "steps": 0})
+    assert card["architecture"]["prior"] == list(PRIOR_CHANNELS)
+    assert card["architecture"]["in_channels"] == U.IN_CHANNELS + PRIOR_CHANNEL_COUNT
+    predictor = U.load_unet_predictor(path)
+    assert predictor.model.prior and predictor.use_head
+    plain = tmp_path / "plain.safetensors"
+    U.save_weights(U.UNet((16, 16, 32, 32, 32)), plain, {"config": {"size": 64}, "steps": 0})
+    assert not U.load_unet_predictor(plain).use_head
+
+
+@needs_synth
+def test_a_prior_network_predicts_a_real_framed_crop_from_its_prior(tmp_path):
+    from volume_cli.pipeline import crop_batch
+    from volume_cli.predictors import unet as U
+
+    sample = _sample(3)
+    fc = _framed(sample["input_image"], sample["input_K"], 64)
+    U.save_weights(_prior_model(), tmp_path / "unet.safetensors", {"config": {"size": 64}, "steps": 0})
+    predictor = U.load_unet_predictor(tmp_path / "unet.safetensors")
+    batch = crop_batch([fc], "cpu")
+    g = predictor.predict(batch)
+    prior = predictor.prior_of(batch)
+    predictor.close()
+    n = 64 * 64
+    d = float(np.linalg.norm(fc.head_center))
+    z = g.means[0, :n, 2].reshape(64, 64)
+    torch.testing.assert_close(z, d + PRIOR_DEPTH_SCALE_M * prior[0, CH["proxy_depth"]], atol=1e-5, rtol=0)
+
+
+def test_the_partners_prior_turns_with_its_camera():
+    from volume_cli import camera
+    from volume_cli.train.data import prior_seen_by
+
+    size = 64
+    K = camera.intrinsics(100.0, 100.0, 32.0, 32.0)
+    prior = np.zeros((PRIOR_CHANNEL_COUNT, size, size), np.float32)
+    prior[CH["head"], 20:30, 40:50] = 1.0
+    prior[CH["normal_z"], 20:30, 40:50] = -1.0
+    same = prior_seen_by(prior, K, np.eye(3), np.eye(3))
+    np.testing.assert_allclose(same, prior, atol=1e-6)
+    turn = np.radians(2.0)  # the partner turns 2 degrees about y (to its right)
+    R = np.array([[np.cos(turn), 0, np.sin(turn)], [0, 1, 0], [-np.sin(turn), 0, np.cos(turn)]])
+    moved = prior_seen_by(prior, K, np.eye(3), R)
+    # The patch's centre, a direction in the first camera, seen by the second.
+    direction = np.linalg.inv(K) @ np.array([45.0, 25.0, 1.0])
+    u, v = camera.project(K, (R @ direction)[None])[0]
+    ys, xs = np.nonzero(moved[CH["head"]] > 0.5)
+    assert abs(xs.mean() + 0.5 - u) < 0.6 and abs(ys.mean() + 0.5 - v) < 0.6
+    n = moved[[CH["normal_x"], CH["normal_y"], CH["normal_z"]], ys[0], xs[0]]
+    np.testing.assert_allclose(n, R @ np.array([0.0, 0.0, -1.0]), atol=1e-5)
+
+
+@needs_synth
+def test_volume_train_with_the_prior_exports_a_network_that_takes_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from volume_cli.cli import app
+    from volume_cli.predictors import unet as U
+    from volume_cli.synth.writer import write_dataset
+    from volume_cli.train.priors import write_prior_sidecars
+
+    data = tmp_path / "data"
+    write_dataset(data, count=2, run_seed=5, size=64, views=3, shard_size=2, temporal=False)
+    runner = CliRunner()
+    base = ["train", "--size", "64", "--views", "2", "--batch-size", "2", "--steps", "2", "--val-every", "2",
+            "--val-count", "1", "--widths", "16,16,32,32,32", "--prior", "-q"]
+    result = runner.invoke(app, [*base, "-o", str(tmp_path / "nodata")])
+    assert result.exit_code == 1 and "--data" in result.output
+    result = runner.invoke(app, [*base, "--data", str(data), "-o", str(tmp_path / "nosidecar")])
+    assert result.exit_code == 1 and "volume_cli.train.priors" in result.output
+    write_prior_sidecars(data)
+    result = runner.invoke(app, [*base, "--data", str(data), "-o", str(tmp_path / "run"), "--export", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    model, card = U.load_weights(tmp_path / "w" / "unet.safetensors")
+    assert model.prior and card["config"]["prior"] is True and card["validation"]["count"] == 1

@@ -1,11 +1,17 @@
 """The learned predictor: a lightweight U-Net from the crop (and its camera) to two Gaussians per
 pixel, as in VoluMe (ICCV 2025) on top of Splatter Image (CVPR 2024).
 
-Input, per crop, 7 channels at S x S (S divisible by 16):
+Input, per crop, 7 channels (16 with the prior) at S x S (S divisible by 16):
     rgb * 2 - 1      3   the crop, centred
     ray              3   unit direction of the pixel's ray in the virtual-camera frame (pixel
                          centres at +0.5): tells the network the field of view, hence the distance
     valid            1   1 inside the original frame, 0 where the crop ran off it (black there)
+    prior            9   only for a network built with ``prior=True`` (its card says which
+                         channels): ``prior_input.PRIOR_CHANNELS``, the head prior of the crop.
+                         Such a network's front depth is a residual over the prior's proxy
+                         surface and its front opacity a residual over the person mask, both
+                         taken at the crop's FULL resolution, so a network run on a coarser grid
+                         (``network_at_size``) still starts from a sharp silhouette and surface
 
 Network: five resolution levels (S, S/2, ..., S/16), two 3x3 convolutions per level (GroupNorm,
 SiLU), average-pool down, bilinear up, skip connections by concatenation, no self-attention; a
@@ -42,6 +48,7 @@ from torch import Tensor, nn
 
 from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
+from volume_cli.predictors.prior_input import PRIOR_CHANNEL_COUNT, PRIOR_CHANNELS, PRIOR_DEPTH_SCALE_M
 
 IN_CHANNELS = 7  # rgb, ray direction, valid (see the module docstring)
 LEVELS = 5  # resolutions S, S/2, S/4, S/8, S/16
@@ -140,6 +147,10 @@ def _head_slices() -> dict[tuple[str, int], slice]:
 
 
 HEAD_SLICES = _head_slices()
+_HEAD_BIAS = {(h.name, h.layer): h.bias[0] for h in HEADS}
+# With the prior, the front opacity starts at the person mask clamped to this margin (a logit of
+# +-4.6): confident, yet within reach of a few steps of training where the mask is wrong.
+PERSON_CLAMP = 0.01
 
 
 # --- the network ---------------------------------------------------------------------------------
@@ -153,19 +164,23 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class UNet(nn.Module):
-    """Five-level U-Net: [B, IN_CHANNELS, S, S] -> raw head outputs [B, OUT_CHANNELS, S, S].
+    """Five-level U-Net: [B, in_channels, S, S] -> raw head outputs [B, OUT_CHANNELS, S, S]
+    (in_channels: IN_CHANNELS, plus PRIOR_CHANNEL_COUNT with ``prior``).
 
     widths: channels at each of the five levels (each divisible by GROUPS). The outputs are
     pre-activation; :func:`to_gaussians` activates them by :data:`HEADS`.
     """
 
-    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
+    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False) -> None:
+        """prior: also take the head prior's channels (and predict the front layer over it)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
             raise ValueError(f"widths must be {LEVELS} channel counts divisible by {GROUPS}, got {widths}")
         self.widths = widths
-        self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((IN_CHANNELS,) + widths[:-1], widths)])
+        self.prior = bool(prior)
+        self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
+        self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
         self.head = nn.Conv2d(widths[0], OUT_CHANNELS, 1)
         nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
@@ -197,19 +212,32 @@ def pixel_rays(K: Tensor, size: int) -> Tensor:
     return torch.stack([x, y, torch.ones_like(x)], dim=-1)
 
 
-def network_input(images: Tensor, valid: Tensor, K: Tensor) -> Tensor:
-    """[B, IN_CHANNELS, S, S] from images [B, 3, S, S] in [0, 1], valid [B, S, S], K [B, 3, 3]."""
+def network_input(images: Tensor, valid: Tensor, K: Tensor, prior: Tensor | None = None) -> Tensor:
+    """[B, IN_CHANNELS (+ PRIOR_CHANNEL_COUNT), S, S] from images [B, 3, S, S] in [0, 1], valid
+    [B, S, S], K [B, 3, 3] and, for a network with the prior, its channels [B, PRIOR_CHANNEL_COUNT, S, S]."""
     rays = pixel_rays(K.float(), images.shape[-1])
     unit = rays / rays.norm(dim=-1, keepdim=True)
-    return torch.cat([images * 2 - 1, unit.permute(0, 3, 1, 2).to(images), valid[:, None].to(images)], dim=1)
+    parts = [images * 2 - 1, unit.permute(0, 3, 1, 2).to(images), valid[:, None].to(images)]
+    if prior is not None:
+        parts.append(prior.to(images))
+    return torch.cat(parts, dim=1)
 
 
-def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor) -> Gaussians:
+def _run(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: Tensor | None) -> Tensor:
+    if model.prior and prior is None:
+        raise ValueError("this network takes the head prior: pass its channels (prior_input.batch_prior_channels)")
+    return model(network_input(images, valid, K, prior if model.prior else None))
+
+
+def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None = None) -> Gaussians:
     """Activate raw head outputs [B, OUT_CHANNELS, S, S] into Gaussians [B, 2 S S, ...] in the
     virtual-camera frame (see :data:`HEADS` for each activation).
 
     images: [B, 3, S, S] the crops in [0, 1] (for direct colour sampling); K: [B, 3, 3];
-    distance: [B] head distance in metres (z of the head centre on the optical axis).
+    distance: [B] head distance in metres (z of the head centre on the optical axis); prior: the
+    crop's prior channels [B, PRIOR_CHANNEL_COUNT, S, S] for a network with the prior: its front
+    layer is then a residual over them (the initial biases give exactly the proxy surface and the
+    person mask).
     """
     b, _, s, _ = raw.shape
     raw = raw.float()
@@ -221,9 +249,20 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor) -> Ga
         return raw[:, HEAD_SLICES[(name, layer)]].permute(0, 2, 3, 1).reshape(b, s * s, -1)
 
     spans = (FRONT_COLOUR_SPAN, BACK_COLOUR_SPAN)
+    base_depth = base_logit = None
+    if prior is not None:
+        def channel(name: str) -> Tensor:  # [B, S*S, 1]
+            return prior[:, PRIOR_CHANNELS.index(name)].float().reshape(b, s * s, 1)
+
+        # Residuals measured from the heads' initial values, so an untrained network gives the prior.
+        base_depth = PRIOR_DEPTH_SCALE_M * channel("proxy_depth") - DEPTH_SPAN_M * math.tanh(_HEAD_BIAS[("depth", 0)])
+        person = channel("person").clamp(PERSON_CLAMP, 1.0 - PERSON_CLAMP)
+        base_logit = torch.log(person) - torch.log1p(-person) - _HEAD_BIAS[("opacity", 0)]
     layers = []
     for layer in range(GAUSSIANS_PER_PIXEL):
         z = distance.float()[:, None, None] + DEPTH_SPAN_M * torch.tanh(get("depth", layer))
+        if layer == 0 and base_depth is not None:
+            z = z + base_depth
         means = rays * z
         if ("offset", layer) in HEAD_SLICES:
             means = means + OFFSET_MAX_M * torch.tanh(get("offset", layer))
@@ -233,16 +272,19 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor) -> Ga
             means=means,
             quats=get("rotation", layer),  # the container normalises on activation
             log_scales=torch.log(scale_px * pixel_m),
-            opacity_logits=get("opacity", layer)[..., 0],
+            opacity_logits=(get("opacity", layer) + (base_logit if layer == 0 and base_logit is not None else 0.0))[..., 0],
             sh=rgb_to_sh_dc(rgb)[:, :, None, :],
         ))
     return Gaussians(**{k: torch.cat([layer[k] for layer in layers], dim=1) for k in layers[0]})
 
 
-def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Tensor) -> Gaussians:
+def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Tensor,
+                      prior: Tensor | None = None) -> Gaussians:
     """The differentiable forward pass used in training and inference: crops [B, 3, S, S] in
-    [0, 1], valid [B, S, S], K [B, 3, 3], head distance [B] metres -> Gaussians [B, 2 S S, ...]."""
-    return to_gaussians(model(network_input(images, valid, K)), images, K, distance)
+    [0, 1], valid [B, S, S], K [B, 3, 3], head distance [B] metres (and, for a network with the
+    prior, its channels [B, PRIOR_CHANNEL_COUNT, S, S]) -> Gaussians [B, 2 S S, ...]."""
+    prior = prior if model.prior else None
+    return to_gaussians(_run(model, images, valid, K, prior), images, K, distance, prior)
 
 
 # --- the Predictor --------------------------------------------------------------------------------
@@ -263,10 +305,31 @@ class UNetPredictor:
         self.network_size = network_size
         # Input-view colour fitting steps after the network (colour_fit.py); 0: the network's colours.
         self.colour_steps = colour_steps
+        # A network with the prior is given the clip's head fit by convert and evaluate, as the
+        # geometric predictor is (they fit the head for predictors that say ``use_head``).
+        self.use_head = model.prior
+        self._segmenter = None
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def close(self) -> None:
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
+
+    def prior_of(self, batch: CropBatch) -> Tensor | None:
+        """The prior channels [B, PRIOR_CHANNEL_COUNT, S, S] of ``batch`` (None for a network
+        without the prior), computed as training computed them."""
+        if not self.model.prior:
+            return None
+        from volume_cli.predictors.prior_input import batch_prior_channels
+        from volume_cli.segmentation import PersonSegmenter
+
+        if self._segmenter is None:
+            self._segmenter = PersonSegmenter()
+        return batch_prior_channels(batch, self._segmenter)
 
     def predict(self, batch: CropBatch) -> Gaussians:
         s = batch.size
@@ -275,10 +338,12 @@ class UNetPredictor:
         dev = self.device
         images, valid, K = batch.images.to(dev).float(), batch.valid.to(dev), batch.K.to(dev).float()
         distance = batch.head_center[:, 2].to(dev).float()
+        prior = self.prior_of(batch)
+        prior = None if prior is None else prior.to(dev)
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp and dev.type == "cuda"):
-            raw = network_at_size(self.model, images, valid, K, self.network_size or s)
+            raw = network_at_size(self.model, images, valid, K, self.network_size or s, prior)
         with torch.inference_mode():
-            g = to_gaussians(raw, images, K, distance)
+            g = to_gaussians(raw, images, K, distance, prior)
             if self.colour_steps:
                 g = self._fit_colours(g, images, valid, K)
             return g
@@ -300,10 +365,11 @@ class UNetPredictor:
                             for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
 
 
-def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size: int) -> Tensor:
+def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size: int, prior: Tensor | None = None) -> Tensor:
     """Raw head outputs [B, OUT_CHANNELS, S, S] for crops [B, 3, S, S] (valid [B, S, S], K [B, 3, 3])
-    from the network run at ``size`` x ``size``: the crop is area-averaged to that size (K scaled
-    with it; pixel centres at +0.5 scale exactly), and the outputs are resized bilinearly back to S.
+    from the network run at ``size`` x ``size``: the crop (and the prior's channels [B, C, S, S],
+    for a network that takes them) is area-averaged to that size (K scaled with it; pixel centres
+    at +0.5 scale exactly), and the outputs are resized bilinearly back to S.
 
     A network sees the head at the scale it was trained at, while every crop pixel still gets its two
     Gaussians with its own colour (direct colour sampling uses the full-size crop in
@@ -311,7 +377,7 @@ def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size:
     grid and coverage stays as trained."""
     s = images.shape[-1]
     if size == s:
-        return model(network_input(images, valid, K))
+        return _run(model, images, valid, K, prior)
     if size % 2 ** (LEVELS - 1):
         raise ValueError(f"the U-Net needs a size divisible by {2 ** (LEVELS - 1)}, got {size}")
     r = size / s
@@ -320,7 +386,11 @@ def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size:
     small_valid = F.interpolate(valid[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0] > 0.5
     K_small = K.clone()
     K_small[:, :2] = K[:, :2] * r
-    raw = model(network_input(small, small_valid, K_small))
+    # The prior's channels are features here (area-averaged like the crop); the full-size ones
+    # are the bases of the front layer in to_gaussians.
+    small_prior = None if prior is None else F.interpolate(prior.float(), size=(size, size), mode="area") if size < s else \
+        F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
+    raw = _run(model, small, small_valid, K_small, small_prior)
     return F.interpolate(raw.float(), size=(s, s), mode="bilinear", align_corners=False)
 
 
@@ -351,7 +421,8 @@ def card_path(weights: Path) -> Path:
 def architecture(model: UNet) -> dict:
     """What a card records to rebuild the network (and what it outputs)."""
     return {
-        "name": "unet", "widths": list(model.widths), "in_channels": IN_CHANNELS, "levels": LEVELS,
+        "name": "unet", "widths": list(model.widths), "in_channels": model.in_channels, "levels": LEVELS,
+        "prior": list(PRIOR_CHANNELS) if model.prior else None,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -401,7 +472,10 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
             raise WeightsError(f"sha256 of {path} is {actual}, but {source} expects {wanted}: refusing to load")
     if card.get("sha256") is None:
         raise WeightsError(f"{cpath} records no sha256")
-    model = UNet(widths=tuple(card["architecture"]["widths"]))
+    prior = card["architecture"].get("prior")  # cards from before the prior have none
+    if prior is not None and list(prior) != list(PRIOR_CHANNELS):
+        raise WeightsError(f"{cpath} was trained on prior channels {prior}; this version makes {list(PRIOR_CHANNELS)}")
+    model = UNet(widths=tuple(card["architecture"]["widths"]), prior=prior is not None)
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

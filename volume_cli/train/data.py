@@ -21,7 +21,7 @@ An example (tensors, float32 unless noted; S crop side, V target views, view 0 =
                                    camera): prior_input.PRIOR_CHANNELS, its three depth channels times
                                    distance_scale (they are relative to the distance the network is
                                    given, and the consistent scene is the true one scaled by it)
-    pair_image, pair_valid, pair_view_from_crop
+    pair_image, pair_valid, pair_view_from_crop (and pair_prior: ``prior_seen_by``)
                                    the stability partner: the SAME frame re-cropped by a virtual
                                    camera turned by a small random rotation (same distance, so the
                                    same K), plus fresh sensor noise. Both crops show the same moment,
@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -75,6 +76,24 @@ def jittered_camera(cam: camera.VirtualCamera, rng: np.random.Generator, aim_std
     aim = aim / np.linalg.norm(aim) * d
     new = camera.virtual_camera(aim, cam.size)
     return camera.VirtualCamera(R=new.R, K=cam.K.copy(), size=cam.size)
+
+
+def prior_seen_by(prior: np.ndarray, K: np.ndarray, R_from: np.ndarray, R_to: np.ndarray) -> np.ndarray:
+    """Prior channels [C, S, S] of a crop camera (rotation R_from, intrinsics K) resampled into
+    another crop camera with the same centre and K (rotation R_to): the stability partner's prior,
+    which convert would compute from the partner's own landmarks; for the partner's small turn
+    (~0.3 degrees) the resampled one differs from that by far less than a fit's own noise. Normals
+    turn with the camera; depths stay (z changes by ~1e-5 of itself); pixels the first crop does not
+    cover get 0 ("no prior")."""
+    from volume_cli.predictors.prior_input import PRIOR_CHANNELS
+
+    H = camera.homography_for_opencv(K @ R_to @ R_from.T @ np.linalg.inv(K))  # first crop's pixel -> partner's
+    size = prior.shape[-1]
+    out = np.stack([cv2.warpPerspective(np.ascontiguousarray(c, dtype=np.float32), H, (size, size), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0) for c in prior])
+    axes = [PRIOR_CHANNELS.index(n) for n in ("normal_x", "normal_y", "normal_z")]
+    out[axes] = np.einsum("ij,jhw->ihw", (R_to @ R_from.T).astype(np.float32), out[axes])
+    return out
 
 
 def _w2c(R: np.ndarray) -> np.ndarray:
@@ -123,6 +142,8 @@ def make_example(sample: dict, rng: np.random.Generator, *, distance_noise: floa
         out["pair_image"] = f32(crop2).permute(2, 0, 1)
         out["pair_valid"] = torch.from_numpy(valid_mask(frame_hw, K_in, cam2))
         out["pair_view_from_crop"] = f32(sample["target_w2c"] @ np.linalg.inv(_w2c(cam2.R)))
+        if "prior" in out:
+            out["pair_prior"] = torch.from_numpy(prior_seen_by(out["prior"].numpy(), K, R, cam2.R))
     return out
 
 
@@ -190,10 +211,11 @@ def mirror_example(ex: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key in ("image", "valid", "target_rgb", "target_alpha", "target_depth", "pair_image", "pair_valid"):
         if key in ex:
             out[key] = ex[key].flip(-1)
-    if "prior" in ex:  # the x component of the normals changes sign too
-        from volume_cli.predictors.prior_input import MIRROR_SIGN
+    for key in ("prior", "pair_prior"):  # the x component of the normals changes sign too
+        if key in ex:
+            from volume_cli.predictors.prior_input import MIRROR_SIGN
 
-        out["prior"] = ex["prior"].flip(-1) * torch.from_numpy(MIRROR_SIGN)[:, None, None]
+            out[key] = ex[key].flip(-1) * torch.from_numpy(MIRROR_SIGN)[:, None, None]
     for key in ("view_from_crop", "pair_view_from_crop"):
         if key in ex:
             out[key] = _MIRROR @ ex[key] @ _MIRROR

@@ -72,6 +72,9 @@ class TrainConfig:
     # fine-tuning. Their sha256 is recorded so the card can say where a model came from.
     init_weights: str = ""
     init_weights_sha256: str = ""
+    # The network takes the head prior (prior_input.PRIOR_CHANNELS) and predicts its front layer
+    # over it; trains from shards with ``train.priors`` sidecars (convert's crops and priors).
+    prior: bool = False
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -109,13 +112,16 @@ class RunControl:
 
 # --- one step ------------------------------------------------------------------------------------
 
-def forward(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Tensor, amp: bool):
-    """Gaussians [B, 2 S S, ...] (float32) for a batch; bf16 autocast around the network when asked
-    and on CUDA."""
+def forward(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Tensor, amp: bool, prior: Tensor | None = None):
+    """Gaussians [B, 2 S S, ...] (float32) for a batch (prior: its channels [B, C, S, S], for a
+    network with the prior); bf16 autocast around the network when asked and on CUDA."""
     use_amp = amp and images.device.type == "cuda"
+    prior = prior if model.prior else None
+    if model.prior and prior is None:
+        raise ValueError("this network takes the head prior, and the batch has none")
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        raw = model(network_input(images, valid, K))
-    return to_gaussians(raw, images, K, distance)
+        raw = model(network_input(images, valid, K, prior))
+    return to_gaussians(raw, images, K, distance, prior)
 
 
 def batch_losses(model: UNet, batch: dict[str, Tensor], config: TrainConfig) -> dict[str, Tensor]:
@@ -127,9 +133,11 @@ def batch_losses(model: UNet, batch: dict[str, Tensor], config: TrainConfig) -> 
         valid = torch.cat([batch["valid"], batch["pair_valid"]])
         K = torch.cat([batch["K"], batch["K"]])
         distance = torch.cat([batch["distance"], batch["distance"]])
+        prior = torch.cat([batch["prior"], batch["pair_prior"]]) if "prior" in batch else None
     else:
         images, valid, K, distance = batch["image"], batch["valid"], batch["K"], batch["distance"]
-    g = forward(model, images, valid, K, distance, config.amp)
+        prior = batch.get("prior")
+    g = forward(model, images, valid, K, distance, config.amp, prior)
     per: dict[str, list[Tensor]] = {}
     for i in range(b):
         ex = {k: v[i] for k, v in batch.items()}
@@ -163,7 +171,7 @@ def train_step(model: UNet, optimizer: torch.optim.Optimizer, batch: dict[str, T
 
 def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer]:
     torch.manual_seed(config.init_seed)
-    model = UNet(config.widths).to(device)
+    model = UNet(config.widths, prior=config.prior).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
@@ -178,6 +186,9 @@ def start_from_weights(model: UNet, config: TrainConfig) -> TrainConfig:
     start, card = load_weights(Path(config.init_weights))
     if tuple(start.widths) != tuple(model.widths):
         raise ValueError(f"{config.init_weights} has widths {start.widths}, the run {model.widths}")
+    if start.prior != model.prior:
+        raise ValueError(f"{config.init_weights} {'takes' if start.prior else 'does not take'} the head prior; the run "
+                         f"{'does' if model.prior else 'does not'} (--prior)")
     model.load_state_dict(start.state_dict())
     return replace(config, init_weights=str(Path(config.init_weights).resolve()), init_weights_sha256=card["sha256"])
 
@@ -224,7 +235,8 @@ def validate(model: UNet, examples: list[dict[str, Tensor]], config: TrainConfig
     rows = []
     for ex in examples:
         ex = {k: v.to(device) for k, v in ex.items()}
-        g = forward(model, ex["image"][None], ex["valid"][None], ex["K"][None], ex["distance"][None], config.amp)[0]
+        prior = ex["prior"][None] if "prior" in ex else None
+        g = forward(model, ex["image"][None], ex["valid"][None], ex["K"][None], ex["distance"][None], config.amp, prior)[0]
         s = ex["image"].shape[-1]
         res = render(g, ex["view_from_crop"], ex["target_K"], s, s, backend=config.render_backend)
         target = ex["target_rgb"].permute(0, 2, 3, 1)
@@ -262,6 +274,10 @@ class SynthSource:
 
     def validation(self, count: int) -> list[dict[str, Tensor]]:
         c = self.config
+        if c.prior:  # convert's view of the held-out people, as the training shards have
+            from volume_cli.train.priors import examples_with_prior
+
+            return examples_with_prior(VALIDATION_RUN_SEED, count, size=c.size, views=c.views)
         return [render_example(VALIDATION_RUN_SEED, i, size=c.size, views=c.views, distance_noise=0.0, pair=False)
                 for i in range(count)]
 
@@ -274,13 +290,15 @@ class ShardSource(SynthSource):
         super().__init__(config, workers)
         c = config
         self.examples = ShardExamples(c.shard_folders, run_seed=c.run_seed, size=c.size, views=c.views,
-                                      distance_noise=c.distance_noise, pair=c.stability)
+                                      distance_noise=c.distance_noise, pair=c.stability, priors=c.prior)
 
     def batches(self, start: int) -> Iterator[dict[str, Tensor]]:
         return self.examples.batches(start, self.config.batch_size)
 
 
 def default_source(config: TrainConfig, workers: int) -> SynthSource:
+    if config.prior and not config.shard_folders:
+        raise ValueError("--prior trains from shards whose priors are made (python -m volume_cli.train.priors DIR): give --data DIR")
     return ShardSource(config) if config.shard_folders else SynthSource(config, workers)
 
 

@@ -95,6 +95,29 @@ def write_prior_sidecars(folder: Path, progress=None) -> dict:
     return counts
 
 
+def examples_with_prior(run_seed: int, count: int, *, size: int, views: int) -> list[dict]:
+    """``count`` examples (distance_noise 0, no partner) of run ``run_seed``'s people in convert's
+    view, for validation: samples 0, 1, ... rendered on the fly, those without a face skipped."""
+    from volume_cli.face import FaceFinder
+    from volume_cli.segmentation import PersonSegmenter
+    from volume_cli.synth.sample import generate_sample, sample_seed
+    from volume_cli.train.data import example_rng, make_example
+
+    out = []
+    with FaceFinder(video=False) as finder, PersonSegmenter() as segmenter:
+        i = 0
+        while len(out) < count and i < 4 * count + 8:
+            sample = generate_sample(sample_seed(run_seed, i), size=size, views=views, temporal=False)
+            view = convert_view(sample, finder, segmenter)
+            if view is not None:
+                sample.update({k: view[k] for k in ("crop", "crop_K", "crop_R", "prior")})
+                out.append(make_example(sample, example_rng(run_seed, i), distance_noise=0.0, pair=False))
+            i += 1
+    if len(out) < count:
+        raise RuntimeError(f"MediaPipe found a face in only {len(out)} of {i} validation people")
+    return out
+
+
 def read_prior_sidecar(path: Path) -> list[dict | None]:
     """Per sample of the shard, in order: its convert view (PRIOR_SIDECAR_KEYS) or None (no face)."""
     with np.load(path) as z:
