@@ -287,3 +287,9 @@ def test_volume_train_with_the_prior_exports_a_network_that_takes_it(tmp_path):
     assert result.exit_code == 0, result.output
     model, card = U.load_weights(tmp_path / "w" / "unet.safetensors")
     assert model.prior and card["config"]["prior"] is True and card["validation"]["count"] == 1
+    # The ablation: the same (convert's) crops, no prior channels.
+    ablation = [a for a in base if a != "--prior"] + ["--convert-framing", "--data", str(data)]
+    result = runner.invoke(app, [*ablation, "-o", str(tmp_path / "ablation"), "--export", str(tmp_path / "w2")])
+    assert result.exit_code == 0, result.output
+    model, card = U.load_weights(tmp_path / "w2" / "unet.safetensors")
+    assert not model.prior and card["config"]["convert_framing"] is True and card["architecture"]["prior"] is None

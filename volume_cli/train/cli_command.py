@@ -49,6 +49,7 @@ def train(
     init_seed: Annotated[int, typer.Option("--init-seed", help="Seed of the initial weights.")] = 0,
     widths: Annotated[str, typer.Option("--widths", help="Channels of the five U-Net levels, comma-separated.")] = "32,48,96,128,192",
     prior: Annotated[bool, typer.Option("--prior/--no-prior", help="The network takes the head prior (fitted-head depth, normals, masks, face-mesh depth) and predicts its front layer over it; needs --data folders whose priors are made (python -m volume_cli.train.priors DIR).")] = False,
+    convert_framing: Annotated[bool, typer.Option("--convert-framing/--truth-framing", help="Train on convert's crops (MediaPipe's framing, from the priors made for --data) without the prior channels: --prior's ablation. --prior implies it.")] = False,
     stability: Annotated[bool, typer.Option("--stability/--no-stability", help="The stability loss on same-moment jitter pairs (off: the ablation).")] = True,
     stability_weight: Annotated[float, typer.Option("--stability-weight", min=0.0, help="Weight of the stability loss.")] = 0.5,
     front_alpha_weight: Annotated[float, typer.Option("--front-alpha-weight", min=0.0, help="Weight of the front-alpha term: each pixel's front Gaussian as opaque as the ground truth at that pixel (0: off).")] = 1.0,
@@ -104,6 +105,7 @@ def train(
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,
+            convert_framing=convert_framing or prior,
         )
         control = RunControl(steps=steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every, log_every=log_every,
                              val_every=val_every, val_count=val_count, workers=workers, device=dev)

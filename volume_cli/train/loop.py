@@ -75,6 +75,13 @@ class TrainConfig:
     # The network takes the head prior (prior_input.PRIOR_CHANNELS) and predicts its front layer
     # over it; trains from shards with ``train.priors`` sidecars (convert's crops and priors).
     prior: bool = False
+    # Train on convert's crops (MediaPipe's framing, from the sidecars) without giving the network
+    # the prior: the ablation of ``prior`` on the same crops. ``prior`` implies it.
+    convert_framing: bool = False
+
+    @property
+    def uses_sidecars(self) -> bool:
+        return self.prior or self.convert_framing
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -274,7 +281,7 @@ class SynthSource:
 
     def validation(self, count: int) -> list[dict[str, Tensor]]:
         c = self.config
-        if c.prior:  # convert's view of the held-out people, as the training shards have
+        if c.uses_sidecars:  # convert's view of the held-out people, as the training shards have
             from volume_cli.train.priors import examples_with_prior
 
             return examples_with_prior(VALIDATION_RUN_SEED, count, size=c.size, views=c.views)
@@ -290,14 +297,14 @@ class ShardSource(SynthSource):
         super().__init__(config, workers)
         c = config
         self.examples = ShardExamples(c.shard_folders, run_seed=c.run_seed, size=c.size, views=c.views,
-                                      distance_noise=c.distance_noise, pair=c.stability, priors=c.prior)
+                                      distance_noise=c.distance_noise, pair=c.stability, priors=c.uses_sidecars)
 
     def batches(self, start: int) -> Iterator[dict[str, Tensor]]:
         return self.examples.batches(start, self.config.batch_size)
 
 
 def default_source(config: TrainConfig, workers: int) -> SynthSource:
-    if config.prior and not config.shard_folders:
+    if config.uses_sidecars and not config.shard_folders:
         raise ValueError("--prior trains from shards whose priors are made (python -m volume_cli.train.priors DIR): give --data DIR")
     return ShardSource(config) if config.shard_folders else SynthSource(config, workers)
 
