@@ -1,12 +1,12 @@
 """The learned predictor: a lightweight U-Net from the crop (and its camera) to two Gaussians per
 pixel, as in VoluMe (ICCV 2025) on top of Splatter Image (CVPR 2024).
 
-Input, per crop, 7 channels (16 with the prior) at S x S (S divisible by 16):
+Input, per crop, 7 channels (17 with the prior) at S x S (S divisible by 16):
     rgb * 2 - 1      3   the crop, centred
     ray              3   unit direction of the pixel's ray in the virtual-camera frame (pixel
                          centres at +0.5): tells the network the field of view, hence the distance
     valid            1   1 inside the original frame, 0 where the crop ran off it (black there)
-    prior            9   only for a network built with ``prior=True`` (its card says which
+    prior           10   only for a network built with ``prior=True`` (its card says which
                          channels): ``prior_input.PRIOR_CHANNELS``, the head prior of the crop.
                          Such a network's front depth is a residual over the prior's proxy
                          surface and its front opacity a residual over the person mask, both
@@ -223,7 +223,9 @@ def network_input(images: Tensor, valid: Tensor, K: Tensor, prior: Tensor | None
     return torch.cat(parts, dim=1)
 
 
-def _run(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: Tensor | None) -> Tensor:
+def run_network(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: Tensor | None) -> Tensor:
+    """Raw outputs of ``model`` for a batch; ``prior`` (its channels) is required by a network with
+    the prior and ignored by one without."""
     if model.prior and prior is None:
         raise ValueError("this network takes the head prior: pass its channels (prior_input.batch_prior_channels)")
     return model(network_input(images, valid, K, prior if model.prior else None))
@@ -284,7 +286,7 @@ def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, dis
     [0, 1], valid [B, S, S], K [B, 3, 3], head distance [B] metres (and, for a network with the
     prior, its channels [B, PRIOR_CHANNEL_COUNT, S, S]) -> Gaussians [B, 2 S S, ...]."""
     prior = prior if model.prior else None
-    return to_gaussians(_run(model, images, valid, K, prior), images, K, distance, prior)
+    return to_gaussians(run_network(model, images, valid, K, prior), images, K, distance, prior)
 
 
 # --- the Predictor --------------------------------------------------------------------------------
@@ -377,7 +379,7 @@ def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size:
     grid and coverage stays as trained."""
     s = images.shape[-1]
     if size == s:
-        return _run(model, images, valid, K, prior)
+        return run_network(model, images, valid, K, prior)
     if size % 2 ** (LEVELS - 1):
         raise ValueError(f"the U-Net needs a size divisible by {2 ** (LEVELS - 1)}, got {size}")
     r = size / s
@@ -390,7 +392,7 @@ def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size:
     # are the bases of the front layer in to_gaussians.
     small_prior = None if prior is None else F.interpolate(prior.float(), size=(size, size), mode="area") if size < s else \
         F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
-    raw = _run(model, small, small_valid, K_small, small_prior)
+    raw = run_network(model, small, small_valid, K_small, small_prior)
     return F.interpolate(raw.float(), size=(s, s), mode="bilinear", align_corners=False)
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from volume_cli.metrics import psnr, ssim
-from volume_cli.predictors.unet import DEFAULT_WIDTHS, UNet, network_input, save_weights, to_gaussians
+from volume_cli.predictors.unet import DEFAULT_WIDTHS, UNet, run_network, save_weights, to_gaussians
 from volume_cli.render import render, resolve_backend
 from volume_cli.train.data import DISTANCE_NOISE, ShardExamples, TrainBatches, render_example
 from volume_cli.train.losses import LossWeights, example_losses
@@ -124,10 +124,8 @@ def forward(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Ten
     network with the prior); bf16 autocast around the network when asked and on CUDA."""
     use_amp = amp and images.device.type == "cuda"
     prior = prior if model.prior else None
-    if model.prior and prior is None:
-        raise ValueError("this network takes the head prior, and the batch has none")
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        raw = model(network_input(images, valid, K, prior))
+        raw = run_network(model, images, valid, K, prior)
     return to_gaussians(raw, images, K, distance, prior)
 
 
