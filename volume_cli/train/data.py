@@ -278,10 +278,11 @@ class ShardExamples:
     def __init__(self, folders: list[str | Path] | tuple[str | Path, ...], *, run_seed: int, size: int, views: int,
                  distance_noise: float = DISTANCE_NOISE, pair: bool = True, priors: bool = False, progress=None) -> None:
         """priors: use each shard's ``train.priors`` sidecar (which must exist): convert's crop and
-        camera in place of the generator's, the prior channels as ``prior``; samples in which
+        camera in place of the generator's (target view 0 resampled into it: ``train.priors.reframed``),
+        the prior channels as ``prior``; samples in which
         MediaPipe found no face are left out (``self.no_face`` counts them)."""
         from volume_cli.synth.shards import read_index, read_shard
-        from volume_cli.train.priors import read_prior_sidecar, sidecar_name
+        from volume_cli.train.priors import read_prior_sidecar, reframed, sidecar_name
 
         self.run_seed, self.views, self.distance_noise, self.pair = run_seed, views, distance_noise, pair
         self.samples: list[dict] = []
@@ -308,7 +309,7 @@ class ShardExamples:
                         if views_of[j] is None:
                             self.no_face += 1
                             continue
-                        kept.update({k: views_of[j][k] for k in ("crop", "crop_K", "crop_R", "prior")})
+                        kept = reframed(kept, views_of[j])
                     self.samples.append(downsized_sample(kept, size))
                     if progress:
                         progress(len(self.samples))
