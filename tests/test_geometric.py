@@ -151,8 +151,7 @@ def hopper_crop():
     """The 256 px crop of the real Grace Hopper photo, its predictor depth map and rays."""
     fc = hopper_framed(256)
     rays = camera.image_rays(fc.cam.K, 256, 256)
-    with geo.GeometricPredictor(colour_steps=0) as predictor:
-        return fc, predictor.depth_map(fc.landmarks, fc.cam.K, rays), rays
+    return fc, geo.proxy_depth(fc.landmarks, fc.cam.K, rays), rays
 
 
 @needs_real

@@ -25,13 +25,13 @@ def _sample(seed: int, size: int = 64):
 
 
 def _framed(image, K_in, size):
-    from volume_cli.face import FaceFinder, head_state
-    from volume_cli.framing import frame_crop
+    from volume_cli.face import FaceFinder
+    from volume_cli.framing import crop_of_still
 
     with FaceFinder(video=False) as finder:
-        face = finder.find(image)
-    assert face is not None
-    return frame_crop(image, K_in, face, head_state(face, K_in), size)
+        fc = crop_of_still(image, K_in, finder, size)
+    assert fc is not None
+    return fc
 
 
 def test_a_refused_fit_leaves_only_the_mesh_and_the_person():

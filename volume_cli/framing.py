@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from volume_cli import camera
-from volume_cli.face import FaceObservation, HeadState, landmarks_to_camera
+from volume_cli.face import FaceObservation, HeadState, head_state, landmarks_to_camera
 
 
 @dataclass
@@ -33,3 +33,12 @@ def frame_crop(image: np.ndarray, K: np.ndarray, face: FaceObservation, head: He
     inside = camera.warp_crop(np.full(image.shape[:2], 255, np.uint8), K, cam)
     points = landmarks_to_camera(face, K, head) @ cam.R.T
     return FramedCrop(cam=cam, crop=crop, valid=inside > 250, landmarks=points, head_center=head.center)
+
+
+def crop_of_still(image: np.ndarray, K: np.ndarray, finder, size: int) -> FramedCrop | None:
+    """A frame taken alone, as ``volume convert`` crops it: MediaPipe's face (``finder``, a
+    ``face.FaceFinder``), its head state and the crop; None when no face is found."""
+    face = finder.find(image)
+    if face is None:
+        return None
+    return frame_crop(image, K, face, head_state(face, K), size)

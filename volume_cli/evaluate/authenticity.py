@@ -21,8 +21,8 @@ import torch
 
 from volume_cli import camera
 from volume_cli.metrics import psnr, ssim
-from volume_cli.face import FaceFinder, head_state
-from volume_cli.framing import frame_crop
+from volume_cli.face import FaceFinder
+from volume_cli.framing import crop_of_still
 from volume_cli.predictors import Predictor
 from volume_cli.predictors.geometric import HEAD_RADII_M, GeometricPredictor, ellipsoid_depth, head_frame
 from volume_cli.segmentation import PersonSegmenter
@@ -121,12 +121,12 @@ def crop_image(image: np.ndarray, size: int = 256, fov_deg: float | None = None,
     K = camera.image_intrinsics(image.shape[1], image.shape[0], fov_deg=fov_deg)
     if finder is None:
         with FaceFinder(video=False) as own:
-            face = own.find(image)
+            fc = crop_of_still(image, K, own, size)
     else:
-        face = finder.find(image)
-    if face is None:
+        fc = crop_of_still(image, K, finder, size)
+    if fc is None:
         raise ValueError("no face found")
-    return frame_crop(image, K, face, head_state(face, K), size)
+    return fc
 
 
 def measure_crop(fc, predictor: Predictor, original: tuple[np.ndarray, np.ndarray] | None = None):

@@ -142,16 +142,14 @@ def _into_first_frame(crop2: np.ndarray, cam1: camera.VirtualCamera, cam2: camer
 def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, yaws=DEFAULT_YAWS,
                     backend: str = "auto") -> dict | None:
     """Metrics of every predictor on one sample (``return_scene=True``), or None without a face."""
-    from volume_cli.face import head_state
-    from volume_cli.framing import frame_crop
+    from volume_cli.framing import crop_of_still
     from volume_cli.pipeline import crop_batch
 
     size = sample["crop"].shape[0]
     image, K_in = sample["input_image"], sample["input_K"]
-    face = finder.find(image)
-    if face is None:
+    fc = crop_of_still(image, K_in, finder, size)
+    if fc is None:
         return None
-    fc = frame_crop(image, K_in, face, head_state(face, K_in), size)
     rng = np.random.default_rng([0xE7A1, int(sample["seed"])])
     fc2 = _pair_batch(fc, image, K_in, rng)
     head = sample["head_center"]

@@ -329,10 +329,6 @@ class GeometricPredictor:
         sets = [self._predict_one(batch, i) for i in range(len(batch))]
         return Gaussians(**{k: torch.stack([getattr(s, k) for s in sets]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
 
-    def depth_map(self, landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray, prior: HeadPrior | None = None) -> np.ndarray:
-        """``proxy_depth`` (the predictor's surface)."""
-        return proxy_depth(landmarks, K, rays, prior)
-
     def head_prior(self, batch: CropBatch, i: int) -> HeadPrior | None:
         """The fitted head of crop ``i``: the clip's (``batch.head_priors``, from convert) or, in a
         batch without them, a still-image fit of its own landmarks; None where the fit failed."""
@@ -350,7 +346,7 @@ class GeometricPredictor:
         crop_u8 = np.ascontiguousarray((image * 255.0 + 0.5).astype(np.uint8))
         rays = camera.image_rays(K, s, s)
         prior = self.head_prior(batch, i)
-        depth = self.depth_map(batch.landmarks[i].double().cpu().numpy(), K, rays, prior)
+        depth = proxy_depth(batch.landmarks[i].double().cpu().numpy(), K, rays, prior)
 
         person = self.person_mask(crop_u8) * batch.valid[i].cpu().numpy()
         opacity = np.clip(person, MIN_PERSON, MAX_OPACITY)

@@ -383,15 +383,18 @@ def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size:
     if size % 2 ** (LEVELS - 1):
         raise ValueError(f"the U-Net needs a size divisible by {2 ** (LEVELS - 1)}, got {size}")
     r = size / s
-    small = F.interpolate(images, size=(size, size), mode="area") if size < s else \
-        F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+    def resized(x: Tensor) -> Tensor:
+        return F.interpolate(x, size=(size, size), mode="area") if size < s else \
+            F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+    small = resized(images)
     small_valid = F.interpolate(valid[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0] > 0.5
     K_small = K.clone()
     K_small[:, :2] = K[:, :2] * r
     # The prior's channels are features here (area-averaged like the crop); the full-size ones
     # are the bases of the front layer in to_gaussians.
-    small_prior = None if prior is None else F.interpolate(prior.float(), size=(size, size), mode="area") if size < s else \
-        F.interpolate(prior.float(), size=(size, size), mode="bilinear", align_corners=False)
+    small_prior = None if prior is None else resized(prior.float())
     raw = run_network(model, small, small_valid, K_small, small_prior)
     return F.interpolate(raw.float(), size=(s, s), mode="bilinear", align_corners=False)
 

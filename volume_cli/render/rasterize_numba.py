@@ -287,6 +287,21 @@ def _live_ranges(rows, cols):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
+def _live_rows(my, a, b, c, reach, row0, rows, live_rows):  # pragma: no cover - compiled
+    """``_rows_and_span`` narrowed to the tile's rows that still have an unfinished pixel."""
+    first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
+    return max(first, row0 + live_rows[0]), min(stop, row0 + live_rows[1]), det
+
+
+@numba.njit(cache=True, inline="always")
+def _live_columns(mx, bdy, inv_a, disc, col0, i, live_lo, live_hi):  # pragma: no cover - compiled
+    """``_column_span`` of tile row i narrowed to its unfinished pixels' columns (none: empty)."""
+    if live_lo[i] == live_hi[i]:
+        return 0, 0
+    return _column_span(mx, bdy, inv_a, disc, col0 + live_lo[i], live_hi[i] - live_lo[i])
+
+
+@numba.njit(cache=True, inline="always")
 def _mark_finished(T, live_lo, live_hi, live_rows, i, j, cols):  # pragma: no cover - compiled
     """Pixel (i, j) of the tile (T already 0) is finished: shrink its row's and the tile's ranges."""
     if j == live_lo[i]:
@@ -342,17 +357,13 @@ def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, 
             a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
             opacity = opacities[g]
             reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
-            first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
-            first, stop = max(first, row0 + live_rows[0]), min(stop, row0 + live_rows[1])
+            first, stop, det = _live_rows(my, a, b, c, reach, row0, rows, live_rows)
             half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
             for py in range(first, stop):
                 dy = my - (py + 0.5)
                 bdy, cdy2 = b * dy, 0.5 * c * dy * dy
                 i = py - row0
-                if live_lo[i] == live_hi[i]:
-                    continue
-                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0 + live_lo[i],
-                                               live_hi[i] - live_lo[i])
+                x_first, x_stop = _live_columns(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, i, live_lo, live_hi)
                 base = i * cols - col0
                 for px in range(x_first, x_stop):
                     q = base + px
@@ -444,18 +455,14 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
             a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
             opacity = opacities[g]
             reach = math.log(opacity / ALPHA_MIN) * (1.0 + _SPAN_MARGIN) + _SPAN_MARGIN
-            first, stop, det = _rows_and_span(my, a, b, c, reach, row0, rows)
-            first, stop = max(first, row0 + live_rows[0]), min(stop, row0 + live_rows[1])
+            first, stop, det = _live_rows(my, a, b, c, reach, row0, rows, live_rows)
             half_a, inv_a, two_a_reach = 0.5 * a, 1.0 / a, 2.0 * a * reach
             g_mx = g_my = g_a = g_b = g_c = g_opacity = 0.0
             for py in range(first, stop):
                 dy = my - (py + 0.5)
                 bdy, cdy2 = b * dy, 0.5 * c * dy * dy
                 i = py - row0
-                if live_lo[i] == live_hi[i]:
-                    continue
-                x_first, x_stop = _column_span(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0 + live_lo[i],
-                                               live_hi[i] - live_lo[i])
+                x_first, x_stop = _live_columns(mx, bdy, inv_a, two_a_reach - det * dy * dy, col0, i, live_lo, live_hi)
                 base = i * cols - col0
                 for px in range(x_first, x_stop):
                     q = base + px

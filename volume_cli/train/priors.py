@@ -43,17 +43,13 @@ def convert_view(sample: dict, finder, segmenter) -> dict | None:
     """Convert's crop, camera and prior channels of a ``generate_sample`` dict (needs
     ``input_image``, ``input_K``; the crop side is the sample's), or None when MediaPipe finds no
     face. finder: a ``face.FaceFinder(video=False)``; segmenter: a ``segmentation.PersonSegmenter``."""
-    from volume_cli.face import head_state
-    from volume_cli.framing import frame_crop
+    from volume_cli.framing import crop_of_still
     from volume_cli.pipeline import crop_batch
     from volume_cli.predictors.prior_input import PRIOR_CHANNELS, batch_prior_channels
 
-    size = sample["crop"].shape[0]
-    image, K_in = sample["input_image"], sample["input_K"]
-    face = finder.find(image)
-    if face is None:
+    fc = crop_of_still(sample["input_image"], sample["input_K"], finder, sample["crop"].shape[0])
+    if fc is None:
         return None
-    fc = frame_crop(image, K_in, face, head_state(face, K_in), size)
     prior = batch_prior_channels(crop_batch([fc], "cpu"), segmenter)[0].numpy()
     fit_ok = bool(prior[PRIOR_CHANNELS.index("head")].any())  # empty only where the fit was refused
     return {"crop": fc.crop, "crop_K": fc.cam.K, "crop_R": fc.cam.R, "prior": prior.astype(np.float16), "fit_ok": np.bool_(fit_ok)}
@@ -109,7 +105,7 @@ def write_prior_sidecars(folder: Path, progress=None) -> dict:
     now). progress: called with (samples done, samples in the shards to do)."""
     from volume_cli.face import FaceFinder
     from volume_cli.segmentation import PersonSegmenter
-    from volume_cli.synth.shards import _atomic_write, read_index, read_shard
+    from volume_cli.synth.shards import read_index, read_shard, write_shard
 
     folder = Path(folder)
     index = read_index(folder)
@@ -118,24 +114,19 @@ def write_prior_sidecars(folder: Path, progress=None) -> dict:
     total = sum(s["count"] for s in todo)
     with FaceFinder(video=False) as finder, PersonSegmenter() as segmenter:
         for shard in todo:
-            arrays = {}
-            for j, sample in enumerate(read_shard(folder / shard["file"])):
+            records = []  # one per sample, written in the shards' own layout (synth.shards)
+            for sample in read_shard(folder / shard["file"]):
                 view = convert_view(sample, finder, segmenter)
-                arrays[f"{j:05d}/face"] = np.bool_(view is not None)
+                records.append({"face": np.bool_(view is not None), **({} if view is None else
+                                                                       {k: view[k] for k in PRIOR_SIDECAR_KEYS})})
                 if view is None:
                     counts["no_face"] += 1
                 else:
                     counts["fit_refused"] += int(not view["fit_ok"])
-                    arrays.update({f"{j:05d}/{k}": np.asarray(view[k]) for k in PRIOR_SIDECAR_KEYS})
                 counts["samples"] += 1
                 if progress:
                     progress(counts["samples"], total)
-
-            def write(tmp: Path, arrays=arrays) -> None:
-                with open(tmp, "wb") as f:
-                    np.savez_compressed(f, **arrays)
-
-            _atomic_write(folder / sidecar_name(shard["file"]), write)
+            write_shard(folder / sidecar_name(shard["file"]), records)  # atomic, as shards are
             counts["shards_done"] += 1
     return counts
 
@@ -164,9 +155,9 @@ def examples_with_prior(run_seed: int, count: int, *, size: int, views: int) -> 
 
 def read_prior_sidecar(path: Path) -> list[dict | None]:
     """Per sample of the shard, in order: its convert view (PRIOR_SIDECAR_KEYS) or None (no face)."""
-    with np.load(path) as z:
-        members = sorted({name.split("/", 1)[0] for name in z.files})
-        return [{k: z[f"{m}/{k}"] for k in PRIOR_SIDECAR_KEYS} if bool(z[f"{m}/face"]) else None for m in members]
+    from volume_cli.synth.shards import read_shard
+
+    return [{k: r[k] for k in PRIOR_SIDECAR_KEYS} if bool(r["face"]) else None for r in read_shard(path)]
 
 
 if __name__ == "__main__":  # python -m volume_cli.train.priors DIR [DIR ...]
