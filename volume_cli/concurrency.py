@@ -18,28 +18,41 @@ T = TypeVar("T")
 COMPILED_KERNEL_LOCK = threading.Lock()
 
 
+# How long closing a prefetch waits for its producer to finish the item it is making.
+PRODUCER_JOIN_S = 10.0
+
+
 def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
     """Iterate ``items`` on a background thread, up to ``depth`` items ahead, so that producing
     (decoding, reading files) overlaps the consumer's work. An exception in the producer is raised
-    in the consumer; when the consumer stops early the producer stops too."""
+    in the consumer; when the consumer stops early the producer stops too, and closing the
+    iterator (``with contextlib.closing(prefetch(...))``) waits for it to have stopped.
+
+    That wait matters at exit: a producer thread still inside native code (a decoder, a numba
+    kernel) when the interpreter shuts down is unwound by the runtime through C++ frames that do
+    not allow it, and the process dies of SIGABRT after it has cleaned up, with no message."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
 
+    def offer(item) -> bool:
+        """Queue ``item`` unless the consumer stops first (then nobody will take it)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def run() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            q.put(done)
+            offer(done)
         except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
+            offer(exc)
 
     thread = threading.Thread(target=run, daemon=True, name="prefetch")
     thread.start()
@@ -53,6 +66,8 @@ def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+        if threading.current_thread() is not thread:
+            thread.join(PRODUCER_JOIN_S)
 
 
 @contextlib.contextmanager

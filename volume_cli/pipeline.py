@@ -21,6 +21,7 @@ finished after the last rewrite.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
@@ -163,8 +164,8 @@ def track(source: FrameSource, K: np.ndarray, settings: ConvertSettings, progres
     there), the smoothed head track, held frames."""
     tracked = TrackedFrames()
     progress.start("Finding faces", _expected_frames(source, settings))
-    with FaceFinder(video=source.kind == "video") as finder:
-        for frame in prefetch(source):
+    with FaceFinder(video=source.kind == "video") as finder, contextlib.closing(prefetch(source)) as frames:
+        for frame in frames:
             face = finder.find(frame.image)
             slot = None if face is None else store.append(face.landmarks)
             tracked.append(frame.index, frame.time_s, None if face is None else face.box, slot)
@@ -515,10 +516,11 @@ def convert(
                     prior, record = head.prior(fc.landmarks, fc.cam.K, settings.size)
                 yield t, fc, prior, record
 
+        frames = prefetch(crops())
         try:
             batch: list[tuple[TrackedFrame, FramedCrop, object, dict | None]] = []
             c0 = time.perf_counter()
-            for item in prefetch(crops()):
+            for item in frames:
                 batch.append(item)
                 if len(batch) == batch_size:
                     timers["decode+crop"] += time.perf_counter() - c0
@@ -534,8 +536,9 @@ def convert(
             _raise_failed(pending)
             folder.flush(complete=True)
         finally:
-            # Whatever stopped us (Ctrl-C, an error), finish the writes in flight and leave a manifest
-            # that lists exactly the complete files.
+            # Whatever stopped us (Ctrl-C, an error), stop the producer, finish the writes in flight
+            # and leave a manifest that lists exactly the complete files.
+            frames.close()
             writer.shutdown(wait=True, cancel_futures=True)
             progress.stop()
             try:

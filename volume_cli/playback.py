@@ -194,8 +194,9 @@ def render_sequence(seq: Sequence, writer, settings: RenderSettings, *, device: 
     encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
     writes: list[Future] = []
     progress.start("Rendering", len(indices))
+    loaded = prefetch(frames(), depth=4)
     try:
-        for i, t, gaussians in prefetch(frames(), depth=4):
+        for i, t, gaussians in loaded:
             r0 = time.perf_counter()
             views, Ks = cameras_at(t, centre, settings)
             key = (i, views.tobytes(), Ks.tobytes())
@@ -215,6 +216,7 @@ def render_sequence(seq: Sequence, writer, settings: RenderSettings, *, device: 
         for f in writes:
             f.result()
     finally:
+        loaded.close()  # its producer stopped: no reads into a sequence the caller may close
         encoder.shutdown(wait=True)  # nothing may touch the writer once we return: the caller may abort it
         progress.stop()
     return RenderReport(frames=len(indices), width=width, height=height, fps=fps, seconds=time.perf_counter() - started, render_seconds=render_s)
