@@ -175,6 +175,36 @@ def test_front_alpha_term_compares_each_pixels_front_splat_with_the_truth():
     assert loop.TrainConfig.from_json(old).loss_weights.front_alpha == 0.0
 
 
+def test_input_view_target_moves_from_the_clean_render_to_the_crop_on_the_person():
+    """The crop (sensor noise and all) is what authenticity is scored against: with the crop target
+    the person's pixels are the crop's, the background stays the example's colour, and the clean
+    render is what a fraction of 0 (every run from before it) trains toward."""
+    from volume_cli.train.losses import input_view_target
+
+    ex = fake_example()
+    noise = 0.1 * torch.randn(ex["image"].shape, generator=torch.Generator().manual_seed(0))
+    ex["image"] = ex["image"] + noise  # the webcam's grain: the crop is not the clean render
+    alpha = ex["target_alpha"][0]
+    bg = ex["background"]
+    clean = ex["target_rgb"][0].permute(1, 2, 0) + (1 - alpha[..., None]) * bg
+    torch.testing.assert_close(input_view_target(ex, 0.0)[0], clean)
+    on_crop = input_view_target(ex, 1.0)[0]
+    solid, empty = alpha > 0.999, alpha < 1e-6
+    assert solid.sum() > 50 and empty.sum() > 50
+    torch.testing.assert_close(on_crop[solid], ex["image"].permute(1, 2, 0)[solid], atol=2e-3, rtol=0)
+    torch.testing.assert_close(on_crop[empty], bg.expand(int(empty.sum()), 3))
+    torch.testing.assert_close(input_view_target(ex, 0.5)[0], (clean + on_crop) / 2)
+    # a network that renders the clean view exactly is charged only with the crop target
+    perfect = _ball()  # the ball the targets were rendered from
+    weights = LossWeights(stability=0.0, front_alpha=0.0)
+    w_crop = LossWeights(stability=0.0, front_alpha=0.0, input_target_crop=1.0)
+    assert float(example_losses(perfect, ex, None, weights, backend="torch")["input_view"]) < 1e-3
+    assert float(example_losses(perfect, ex, None, w_crop, backend="torch")["input_view"]) > 0.02
+    old = _config().to_json()
+    del old["loss_weights"]["input_target_crop"]
+    assert loop.TrainConfig.from_json(old).loss_weights.input_target_crop == 0.0
+
+
 def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     pytest.importorskip("safetensors")
     from volume_cli.predictors.unet import UNet, WeightsError, save_weights

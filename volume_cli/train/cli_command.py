@@ -53,6 +53,7 @@ def train(
     stability: Annotated[bool, typer.Option("--stability/--no-stability", help="The stability loss on same-moment jitter pairs (off: the ablation).")] = True,
     stability_weight: Annotated[float, typer.Option("--stability-weight", min=0.0, help="Weight of the stability loss.")] = 0.5,
     front_alpha_weight: Annotated[float, typer.Option("--front-alpha-weight", min=0.0, help="Weight of the front-alpha term: each pixel's front Gaussian as opaque as the ground truth at that pixel (0: off).")] = 1.0,
+    input_target_crop: Annotated[float, typer.Option("--input-target-crop", min=0.0, max=1.0, help="Train the input view toward the webcam crop itself where the person is (1) instead of the generator's clean render (0), or a mix: authenticity is scored against the crop, noise and all.")] = 0.0,
     init_weights: Annotated[Optional[Path], typer.Option("--init-weights", exists=True, dir_okay=False, help="Start from these weights (.safetensors with its card; same --widths) instead of random ones: fine-tuning.")] = None,
     distance_noise: Annotated[float, typer.Option("--distance-noise", min=0.0, help="Log-normal std of the head-distance error given to the network.")] = 0.05,
     render_backend: Annotated[RenderBackend, typer.Option("--render-backend", help="Rasteriser for the losses: auto = gsplat on CUDA when installed, else the compiled CPU rasteriser (numba); torch = the slow pure-torch reference.")] = RenderBackend.auto,
@@ -101,7 +102,8 @@ def train(
         config = None if resume else TrainConfig(
             run_seed=seed, init_seed=init_seed, size=size, views=views, batch_size=batch_size, lr=lr,
             warmup_steps=warmup_steps, widths=width_tuple, distance_noise=distance_noise,
-            loss_weights=LossWeights(stability=stability_weight if stability else 0.0, front_alpha=front_alpha_weight),
+            loss_weights=LossWeights(stability=stability_weight if stability else 0.0, front_alpha=front_alpha_weight,
+                                     input_target_crop=input_target_crop),
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,

@@ -94,8 +94,9 @@ class TrainConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         d["shard_folders"] = tuple(d.get("shard_folders", ()))
-        # Runs from before the front-alpha term trained without it.
-        d["loss_weights"] = LossWeights(**{"front_alpha": 0.0, **d["loss_weights"]})
+        # Runs from before the front-alpha term trained without it, and from before the crop target
+        # toward the clean render.
+        d["loss_weights"] = LossWeights(**{"front_alpha": 0.0, "input_target_crop": 0.0, **d["loss_weights"]})
         return TrainConfig(**d)
 
     @property

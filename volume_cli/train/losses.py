@@ -3,7 +3,12 @@
 Per example (all views rendered with the differentiable rasteriser, composited on the example's
 random background colour, the targets composited on the same colour):
 
-* input view (view 0, the crop camera): 0.8 L1 + 0.2 (1 - SSIM) (the 3DGS mix) -- authenticity;
+* input view (view 0, the crop camera): 0.8 L1 + 0.2 (1 - SSIM) (the 3DGS mix) -- authenticity.
+  Its target is the generator's clean render of the person, or (``input_target_crop`` = 1) the
+  webcam crop itself wherever the person is: the crop carries sensor noise, blur and compression
+  that the clean render does not (the two differ by ~28 dB on the person), and authenticity is
+  scored against the crop, so a network trained toward the clean render is charged for looking
+  cleaner than its input. Values between mix the two;
 * novel views (1 .. V-1): the same, after the SCALE CORRECTION below -- realism;
 * alpha: L1 between rendered and ground-truth coverage, every view;
 * front alpha: L1 between each pixel's FRONT Gaussian's opacity and the ground-truth coverage of
@@ -64,6 +69,8 @@ class LossWeights:
     depth: float = 0.1
     stability: float = 0.5  # 0 turns the stability loss (and its second forward pass) off
     front_alpha: float = 1.0  # 0: off (as the first CPU model, 3000 steps, trained)
+    # Not a weight: how far the input view's target moves from the clean render to the crop (0..1).
+    input_target_crop: float = 0.0
 
 
 def photometric(rendered: Tensor, target: Tensor) -> Tensor:
@@ -137,7 +144,7 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
 
     first = render(g, views[:1], ex["target_K"][:1], size, size, background=bg_tuple, backend=backend)
     terms = {
-        "input_view": photometric(first.rgb, _composite(ex["target_rgb"][:1], ex["target_alpha"][:1], bg)),
+        "input_view": photometric(first.rgb, input_view_target(ex, weights.input_target_crop)),
         "alpha": (first.alpha - ex["target_alpha"][:1]).abs().mean(),
         "depth": _depth_l1(first.depth[0], ex["target_depth"][0] * ex["distance_scale"], ex["target_alpha"][0]),
     }
@@ -165,6 +172,18 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
             total = total + getattr(weights, name) * terms[name]
     terms["total"] = total
     return terms
+
+
+def input_view_target(ex: dict[str, Tensor], crop_fraction: float) -> Tensor:
+    """[1, S, S, 3] what the input view is trained toward, on the example's background: the clean
+    render of view 0 (premultiplied rgb over the background), moved by ``crop_fraction`` toward
+    the crop wherever the person is (alpha * crop + (1 - alpha) * background)."""
+    alpha = ex["target_alpha"][:1]
+    clean = _composite(ex["target_rgb"][:1], alpha, ex["background"])
+    if crop_fraction == 0.0:
+        return clean
+    on_crop = _composite(ex["image"][None] * alpha[:, None], alpha, ex["background"])  # crop [3, S, S]
+    return clean + crop_fraction * (on_crop - clean)
 
 
 def front_alpha_loss(g: Gaussians, input_alpha: Tensor) -> Tensor:
