@@ -5,6 +5,7 @@ does not show, mirror and scale with the examples, and their sidecars resume."""
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -225,6 +226,53 @@ def test_prior_weights_round_trip_and_predict_a_crop_batch(tmp_path):
     assert not U.load_unet_predictor(plain).use_head
 
 
+def test_the_opacity_band_leaves_the_person_mask_where_it_is_sure(tmp_path):
+    """With ``opacity_band`` the front-opacity residual counts in full where the person mask is
+    undecided (0.5) and by 4 p (1 - p) elsewhere (0.04 at the clamp): an untrained network is
+    still exactly the mask, a trained one moves the mask's sure pixels 25 times less. The card
+    records it; cards from before it load without it; without the prior it is refused."""
+    from volume_cli.predictors import unet as U
+
+    size, d = 16, 0.6
+    f = size * d / 0.4
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    prior = _random_prior(1, size)
+    person = torch.full((size, size), 0.5)
+    person[:, : size // 2] = 0.999  # beyond the clamp: 0.99
+    prior[0, CH["person"]] = person
+    raw = torch.tensor([b for h in U.HEADS for b in h.bias])  # an untrained network's output
+    raw = raw[None, :, None, None].expand(1, -1, size, size).clone()
+    push = 2.0  # the network's residual on every pixel's front opacity logit
+    raw[:, U.HEAD_SLICES[("opacity", 0)]] += push
+    n = size * size
+    clamped = person.clamp(U.PERSON_CLAMP, 1 - U.PERSON_CLAMP)
+    mask_logit = torch.log(clamped) - torch.log1p(-clamped)
+    free = U.to_gaussians(raw, images, K, torch.tensor([d]), prior).opacity_logits[0, :n].reshape(size, size)
+    banded = U.to_gaussians(raw, images, K, torch.tensor([d]), prior, opacity_band=True).opacity_logits[0, :n].reshape(size, size)
+    torch.testing.assert_close(free, mask_logit + push)
+    torch.testing.assert_close(banded, mask_logit + push * 4 * clamped * (1 - clamped))
+    assert float(banded[0, -1] - mask_logit[0, -1]) == pytest.approx(push, abs=1e-5)  # undecided: in full
+    assert float(banded[0, 0] - mask_logit[0, 0]) == pytest.approx(0.0396 * push, abs=1e-4)  # sure: 4 %
+
+    torch.manual_seed(0)
+    model = U.UNet((16, 16, 32, 32, 32), prior=True, opacity_band=True)
+    with torch.no_grad():
+        model.head.weight.zero_()  # untrained: exactly the mask, band or not
+    valid = torch.ones(1, size, size, dtype=torch.bool)
+    g = U.predict_gaussians(model, images, valid, K, torch.tensor([d]), prior)
+    torch.testing.assert_close(torch.sigmoid(g.opacity_logits[0, :n]).reshape(size, size), clamped, atol=1e-5, rtol=0)
+    path = tmp_path / "unet.safetensors"
+    card = U.save_weights(model, path, {"config": {"size": size}, "steps": 0})
+    assert card["architecture"]["opacity_band"] is True and U.load_unet_predictor(path).model.opacity_band
+    old = json.loads(U.card_path(path).read_text())
+    del old["architecture"]["opacity_band"]
+    U.card_path(path).write_text(json.dumps(old))
+    assert not U.load_weights(path)[0].opacity_band
+    with pytest.raises(ValueError, match="prior"):
+        U.UNet((16, 16, 32, 32, 32), opacity_band=True)
+
+
 @needs_synth
 def test_a_prior_network_predicts_a_real_framed_crop_from_its_prior(tmp_path):
     from volume_cli.pipeline import crop_batch
@@ -283,6 +331,9 @@ def test_volume_train_with_the_prior_exports_a_network_that_takes_it(tmp_path):
             "--val-count", "1", "--widths", "16,16,32,32,32", "--prior", "-q"]
     result = runner.invoke(app, [*base, "-o", str(tmp_path / "nodata")])
     assert result.exit_code == 1 and "--data" in result.output
+    no_prior = [a for a in base if a != "--prior"] + ["--opacity-band"]
+    result = runner.invoke(app, [*no_prior, "-o", str(tmp_path / "band")])
+    assert result.exit_code == 1 and "needs --prior" in result.output
     result = runner.invoke(app, [*base, "--data", str(data), "-o", str(tmp_path / "nosidecar")])
     assert result.exit_code == 1 and "volume_cli.train.priors" in result.output
     write_prior_sidecars(data)

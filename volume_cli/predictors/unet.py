@@ -153,6 +153,16 @@ _HEAD_BIAS = {(h.name, h.layer): h.bias[0] for h in HEADS}
 PERSON_CLAMP = 0.01
 
 
+def person_band(person: Tensor) -> Tensor:
+    """4 p (1 - p) of the clamped person mask p: 1 where the segmentation is undecided (p = 0.5),
+    0.04 where it is sure (p = 0.01 or 0.99). A network built with ``opacity_band`` multiplies its
+    front-opacity residual by it, so that it decides the opacity where the mask is unsure (hair,
+    the silhouette) and leaves the mask's answer on skin and background: trained without it, the
+    network's own opacity there cost 3 dB of authenticity against the plain mask
+    (weights/experiments/s10_prior_diagnosis)."""
+    return 4.0 * person * (1.0 - person)
+
+
 # --- the network ---------------------------------------------------------------------------------
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -171,14 +181,18 @@ class UNet(nn.Module):
     pre-activation; :func:`to_gaussians` activates them by :data:`HEADS`.
     """
 
-    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False) -> None:
-        """prior: also take the head prior's channels (and predict the front layer over it)."""
+    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False) -> None:
+        """prior: also take the head prior's channels (and predict the front layer over it);
+        opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
             raise ValueError(f"widths must be {LEVELS} channel counts divisible by {GROUPS}, got {widths}")
+        if opacity_band and not prior:
+            raise ValueError("opacity_band scales the residual over the person mask: it needs prior=True")
         self.widths = widths
         self.prior = bool(prior)
+        self.opacity_band = bool(opacity_band)
         self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
         self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
@@ -231,7 +245,8 @@ def run_network(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: 
     return model(network_input(images, valid, K, prior if model.prior else None))
 
 
-def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None = None) -> Gaussians:
+def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None = None,
+                 opacity_band: bool = False) -> Gaussians:
     """Activate raw head outputs [B, OUT_CHANNELS, S, S] into Gaussians [B, 2 S S, ...] in the
     virtual-camera frame (see :data:`HEADS` for each activation).
 
@@ -239,7 +254,7 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
     distance: [B] head distance in metres (z of the head centre on the optical axis); prior: the
     crop's prior channels [B, PRIOR_CHANNEL_COUNT, S, S] for a network with the prior: its front
     layer is then a residual over them (the initial biases give exactly the proxy surface and the
-    person mask).
+    person mask); opacity_band: the front-opacity residual scaled by :func:`person_band`.
     """
     b, _, s, _ = raw.shape
     raw = raw.float()
@@ -251,7 +266,7 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
         return raw[:, HEAD_SLICES[(name, layer)]].permute(0, 2, 3, 1).reshape(b, s * s, -1)
 
     spans = (FRONT_COLOUR_SPAN, BACK_COLOUR_SPAN)
-    base_depth = base_logit = None
+    base_depth = base_logit = band = None
     if prior is not None:
         def channel(name: str) -> Tensor:  # [B, S*S, 1]
             return prior[:, PRIOR_CHANNELS.index(name)].float().reshape(b, s * s, 1)
@@ -260,6 +275,8 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
         base_depth = PRIOR_DEPTH_SCALE_M * channel("proxy_depth") - DEPTH_SPAN_M * math.tanh(_HEAD_BIAS[("depth", 0)])
         person = channel("person").clamp(PERSON_CLAMP, 1.0 - PERSON_CLAMP)
         base_logit = torch.log(person) - torch.log1p(-person) - _HEAD_BIAS[("opacity", 0)]
+        if opacity_band:
+            band = person_band(person)
     layers = []
     for layer in range(GAUSSIANS_PER_PIXEL):
         z = distance.float()[:, None, None] + DEPTH_SPAN_M * torch.tanh(get("depth", layer))
@@ -270,11 +287,16 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
             means = means + OFFSET_MAX_M * torch.tanh(get("offset", layer))
         scale_px = SCALE_MIN_PX + (SCALE_MAX_PX - SCALE_MIN_PX) * torch.sigmoid(get("scale", layer))
         rgb = pixels + spans[layer] * torch.tanh(get("colour", layer))
+        opacity = get("opacity", layer)
+        if layer == 0 and base_logit is not None:
+            if band is not None:  # the residual, measured from the head's initial value, scaled
+                opacity = _HEAD_BIAS[("opacity", 0)] + band * (opacity - _HEAD_BIAS[("opacity", 0)])
+            opacity = opacity + base_logit
         layers.append(dict(
             means=means,
             quats=get("rotation", layer),  # the container normalises on activation
             log_scales=torch.log(scale_px * pixel_m),
-            opacity_logits=(get("opacity", layer) + (base_logit if layer == 0 and base_logit is not None else 0.0))[..., 0],
+            opacity_logits=opacity[..., 0],
             sh=rgb_to_sh_dc(rgb)[:, :, None, :],
         ))
     return Gaussians(**{k: torch.cat([layer[k] for layer in layers], dim=1) for k in layers[0]})
@@ -286,7 +308,7 @@ def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, dis
     [0, 1], valid [B, S, S], K [B, 3, 3], head distance [B] metres (and, for a network with the
     prior, its channels [B, PRIOR_CHANNEL_COUNT, S, S]) -> Gaussians [B, 2 S S, ...]."""
     prior = prior if model.prior else None
-    return to_gaussians(run_network(model, images, valid, K, prior), images, K, distance, prior)
+    return to_gaussians(run_network(model, images, valid, K, prior), images, K, distance, prior, model.opacity_band)
 
 
 # --- the Predictor --------------------------------------------------------------------------------
@@ -345,7 +367,7 @@ class UNetPredictor:
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp and dev.type == "cuda"):
             raw = network_at_size(self.model, images, valid, K, self.network_size or s, prior)
         with torch.inference_mode():
-            g = to_gaussians(raw, images, K, distance, prior)
+            g = to_gaussians(raw, images, K, distance, prior, self.model.opacity_band)
             if self.colour_steps:
                 g = self._fit_colours(g, images, valid, K)
             return g
@@ -428,6 +450,7 @@ def architecture(model: UNet) -> dict:
     return {
         "name": "unet", "widths": list(model.widths), "in_channels": model.in_channels, "levels": LEVELS,
         "prior": list(PRIOR_CHANNELS) if model.prior else None,
+        "opacity_band": model.opacity_band,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -480,7 +503,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
     prior = card["architecture"].get("prior")  # cards from before the prior have none
     if prior is not None and list(prior) != list(PRIOR_CHANNELS):
         raise WeightsError(f"{cpath} was trained on prior channels {prior}; this version makes {list(PRIOR_CHANNELS)}")
-    model = UNet(widths=tuple(card["architecture"]["widths"]), prior=prior is not None)
+    model = UNet(widths=tuple(card["architecture"]["widths"]), prior=prior is not None,
+                 opacity_band=bool(card["architecture"].get("opacity_band", False)))  # older cards: without
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

@@ -49,6 +49,7 @@ def train(
     init_seed: Annotated[int, typer.Option("--init-seed", help="Seed of the initial weights.")] = 0,
     widths: Annotated[str, typer.Option("--widths", help="Channels of the five U-Net levels, comma-separated.")] = "32,48,96,128,192",
     prior: Annotated[bool, typer.Option("--prior/--no-prior", help="The network takes the head prior (fitted-head depth, normals, masks, face-mesh depth) and predicts its front layer over it; needs --data folders whose priors are made (python -m volume_cli.train.priors DIR).")] = False,
+    opacity_band: Annotated[bool, typer.Option("--opacity-band/--free-opacity", help="With --prior: the front opacity is the person mask where the mask is sure, the network's residual weighted by 4p(1-p) of the mask (it decides where the mask is unsure: hair, silhouettes).")] = False,
     convert_framing: Annotated[bool, typer.Option("--convert-framing/--truth-framing", help="Train on convert's crops (MediaPipe's framing, from the priors made for --data) without the prior channels: --prior's ablation. --prior implies it.")] = False,
     stability: Annotated[bool, typer.Option("--stability/--no-stability", help="The stability loss on same-moment jitter pairs (off: the ablation).")] = True,
     stability_weight: Annotated[float, typer.Option("--stability-weight", min=0.0, help="Weight of the stability loss.")] = 0.5,
@@ -97,6 +98,8 @@ def train(
             raise ValueError(f"--widths must be comma-separated integers, got {widths!r}") from exc
         if size % 16:
             raise ValueError(f"--size must be a multiple of 16, got {size}")
+        if opacity_band and not prior:
+            raise ValueError("--opacity-band weights the residual over the prior's person mask: it needs --prior")
         if novel_view_size and size % novel_view_size:
             raise ValueError(f"--size {size} must be a multiple of --novel-view-size {novel_view_size}")
         config = None if resume else TrainConfig(
@@ -107,7 +110,7 @@ def train(
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,
-            convert_framing=convert_framing or prior,
+            convert_framing=convert_framing or prior, opacity_band=opacity_band,
         )
         control = RunControl(steps=steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every, log_every=log_every,
                              val_every=val_every, val_count=val_count, workers=workers, device=dev)

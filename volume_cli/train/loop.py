@@ -78,6 +78,9 @@ class TrainConfig:
     # Train on convert's crops (MediaPipe's framing, from the sidecars) without giving the network
     # the prior: the ablation of ``prior`` on the same crops. ``prior`` implies it.
     convert_framing: bool = False
+    # With ``prior``: the front-opacity residual is scaled by unet.person_band (the network decides
+    # opacity where the person mask is unsure, and leaves it where the mask is sure).
+    opacity_band: bool = False
 
     @property
     def uses_sidecars(self) -> bool:
@@ -127,7 +130,7 @@ def forward(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Ten
     prior = prior if model.prior else None
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=use_amp):
         raw = run_network(model, images, valid, K, prior)
-    return to_gaussians(raw, images, K, distance, prior)
+    return to_gaussians(raw, images, K, distance, prior, model.opacity_band)
 
 
 def batch_losses(model: UNet, batch: dict[str, Tensor], config: TrainConfig) -> dict[str, Tensor]:
@@ -177,7 +180,7 @@ def train_step(model: UNet, optimizer: torch.optim.Optimizer, batch: dict[str, T
 
 def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer]:
     torch.manual_seed(config.init_seed)
-    model = UNet(config.widths, prior=config.prior).to(device)
+    model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
