@@ -4,17 +4,24 @@ front layer replaced by the prior's own (what an untrained prior network predict
     python weights/experiments/s10_prior_diagnosis/swap_parts.py 12 WEIGHTS.safetensors:as_is \
         WEIGHTS.safetensors:pixel_colour WEIGHTS.safetensors:person_opacity \
         WEIGHTS.safetensors:pixel_colour+person_opacity WEIGHTS.safetensors:no_back
+    python weights/experiments/s10_prior_diagnosis/swap_parts.py 2 WEIGHTS.safetensors:round_size \
+        --real photo.jpg clip.mp4          # the number is then frames per video
 
 Parts (joined with +): pixel_colour (front colours = the crop's pixels), person_opacity (front
-opacity = the person mask clamped to [0.01, 0.99], as the untrained network has it), no_back (the
-back layer hidden). Networks run without colour fitting. Prints one line per variant.
+opacity = the person mask clamped to [0.01, 0.99], as the untrained network has it), round_size
+(front splats round, 0.5 crop pixels at the head distance, as untrained), no_back (the back layer
+hidden). Networks run without colour fitting. Prints one line per variant. With --real FILE ...
+after the variants: authenticity on real inputs (crop and original frame) instead.
 """
 
 import math
 import sys
 
+from pathlib import Path
+
 import torch
 
+from volume_cli.evaluate.real import evaluate_real
 from volume_cli.evaluate.synthetic import evaluate_synthetic
 from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
 from volume_cli.predictors.prior_input import PRIOR_CHANNELS
@@ -42,18 +49,31 @@ class Swapped:
             logits[:, :n] = torch.log(p) - torch.log1p(-p)
         if "no_back" in self.parts:
             logits[:, n:] = HIDDEN
+        quats, log_scales = g.quats.clone(), g.log_scales.clone()
+        if "round_size" in self.parts:
+            pixel_m = batch.head_center[:, 2].float() / batch.K[:, 0, 0].float()  # [B]
+            log_scales[:, :n] = torch.log(0.5 * pixel_m)[:, None, None]
+            quats[:, :n] = torch.tensor([1.0, 0.0, 0.0, 0.0])
         if "pixel_colour" in self.parts:
             sh[:, :n] = rgb_to_sh_dc(batch.images.permute(0, 2, 3, 1).reshape(b, n, 3).float())[:, :, None, :]
-        return Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=logits, sh=sh)
+        return Gaussians(means=g.means, quats=quats, log_scales=log_scales, opacity_logits=logits, sh=sh)
 
 
 def main() -> None:
+    args, real = sys.argv[2:], []
+    if "--real" in args:
+        args, real = args[: args.index("--real")], [Path(a) for a in args[args.index("--real") + 1:]]
     predictors = {}
-    for arg in sys.argv[2:]:
+    for arg in args:
         weights, parts = arg.rsplit(":", 1)
         base = load_unet_predictor(weights)
         base.colour_steps = 0
         predictors[f"{weights}:{parts}"] = Swapped(base, set(parts.split("+")) - {"as_is"})
+    if real:
+        r, _ = evaluate_real(real, predictors, frames_per_video=int(sys.argv[1]), sheet_height=None)
+        for name, m in r["predictors"].items():
+            print(name, "crop", round(m["authenticity_psnr"], 2), "original frame", round(m["original_authenticity_psnr"], 2), flush=True)
+        return
     r = evaluate_synthetic(predictors, count=int(sys.argv[1]))
     for name, m in r["predictors"].items():
         print(name, r["evaluated"], "authenticity", round(m["authenticity_psnr"], 2),
