@@ -66,6 +66,8 @@ def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+        # A generator may be finalised by the garbage collector on any thread, the producer's too,
+        # and a thread cannot join itself.
         if threading.current_thread() is not thread:
             thread.join(PRODUCER_JOIN_S)
 

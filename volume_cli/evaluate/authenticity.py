@@ -13,6 +13,7 @@ inside the original frame.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import cv2
@@ -119,11 +120,8 @@ def crop_image(image: np.ndarray, size: int = 256, fov_deg: float | None = None,
     """The head crop (a framing.FramedCrop) of a still ``image`` [H, W, 3] uint8 RGB, cut as
     ``volume convert`` cuts it. Raises ValueError when no face is found."""
     K = camera.image_intrinsics(image.shape[1], image.shape[0], fov_deg=fov_deg)
-    if finder is None:
-        with FaceFinder(video=False) as own:
-            fc = crop_of_still(image, K, own, size)
-    else:
-        fc = crop_of_still(image, K, finder, size)
+    with FaceFinder(video=False) if finder is None else contextlib.nullcontext(finder) as found_by:
+        fc = crop_of_still(image, K, found_by, size)
     if fc is None:
         raise ValueError("no face found")
     return fc

@@ -14,7 +14,6 @@ hidden). Networks run without colour fitting. Prints one line per variant. With 
 after the variants: authenticity on real inputs (crop and original frame) instead.
 """
 
-import math
 import sys
 
 from pathlib import Path
@@ -24,10 +23,9 @@ import torch
 from volume_cli.evaluate.real import evaluate_real
 from volume_cli.evaluate.synthetic import evaluate_synthetic
 from volume_cli.gaussians import Gaussians, rgb_to_sh_dc
+from volume_cli.predictors.geometric import UNUSED_OPACITY_LOGIT
 from volume_cli.predictors.prior_input import PRIOR_CHANNELS
 from volume_cli.predictors.unet import PERSON_CLAMP, load_unet_predictor
-
-HIDDEN = math.log(1e-6)
 
 
 class Swapped:
@@ -48,7 +46,7 @@ class Swapped:
             p = person.clamp(PERSON_CLAMP, 1 - PERSON_CLAMP)
             logits[:, :n] = torch.log(p) - torch.log1p(-p)
         if "no_back" in self.parts:
-            logits[:, n:] = HIDDEN
+            logits[:, n:] = UNUSED_OPACITY_LOGIT
         quats, log_scales = g.quats.clone(), g.log_scales.clone()
         if "round_size" in self.parts:
             pixel_m = batch.head_center[:, 2].float() / batch.K[:, 0, 0].float()  # [B]
