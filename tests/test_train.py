@@ -205,6 +205,75 @@ def test_input_view_target_moves_from_the_clean_render_to_the_crop_on_the_person
     assert loop.TrainConfig.from_json(old).loss_weights.input_target_crop == 0.0
 
 
+def _pixel_splats(size: int, scale_px: tuple[float, float], rgb: torch.Tensor) -> tuple[Gaussians, torch.Tensor]:
+    """One opaque splat on every pixel's ray of a size x size crop camera at DISTANCE, with standard
+    deviations scale_px (x, y) in crop pixels and colours rgb [size, size, 3]; and K [3, 3]."""
+    f = size * DISTANCE / camera.CROP_EXTENT_M
+    K = torch.from_numpy(camera.intrinsics(f, f, size / 2, size / 2)).float()
+    v, u = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    rays = torch.stack([(u - size / 2) / f, (v - size / 2) / f, torch.ones_like(u)], -1).reshape(-1, 3)
+    n = size * size
+    px_m = DISTANCE / f
+    log_scales = torch.log(torch.tensor([scale_px[0] * px_m, scale_px[1] * px_m, 0.5 * px_m])).expand(n, 3)
+    return Gaussians(means=rays * DISTANCE, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4), log_scales=log_scales,
+                     opacity_logits=torch.full((n,), 6.0), sh=rgb_to_sh_dc(rgb.reshape(n, 3))[:, None]), K
+
+
+def test_upsampled_input_view_charges_the_gaps_between_thin_splats():
+    """At the crop's own side a splat covers its pixel centre whatever its shape, so thin splats and
+    round ones reproduce the crop alike; rendered 4 x finer (a big face in a big photo) the thin ones
+    leave a screen-door of background between them, and only the upsampled term sees it."""
+    from volume_cli.train.losses import UPSAMPLED_FACTOR, photometric, upsampled_input_view_loss
+
+    size = 16
+    ramp = torch.linspace(0.3, 0.7, size)
+    rgb = torch.stack([ramp[:, None].expand(size, size), ramp[None].expand(size, size), torch.full((size, size), 0.5)], -1)
+    target = rgb[None]
+    eye = torch.eye(4)[None]
+    bg = (0.0, 0.0, 0.0)
+    round_g, K = _pixel_splats(size, (0.5, 0.5), rgb)
+    thin_g, _ = _pixel_splats(size, (0.05, 0.5), rgb)
+    at_crop = {name: float(photometric(render(g, eye, K[None], size, size, background=bg, backend="torch").rgb, target))
+               for name, g in (("round", round_g), ("thin", thin_g))}
+    finer = {name: float(upsampled_input_view_loss(g, eye, K[None], target, bg, backend="torch"))
+             for name, g in (("round", round_g), ("thin", thin_g))}
+    assert UPSAMPLED_FACTOR == 4
+    assert at_crop["thin"] < at_crop["round"] + 0.01  # the crop's side cannot tell them apart
+    assert finer["thin"] > finer["round"] + 0.2  # 4 x finer, the thin splats' gaps cost
+    # in a batch it is a weighted term, off unless asked; old configs load with it off
+    config = _config(loss_weights=LossWeights(upsampled_input_view=1.0))
+    model, _ = loop.build(config, "cpu")
+    assert float(loop.batch_losses(model, _batch(), config)["upsampled_input_view"]) > 0
+    assert "upsampled_input_view" not in loop.batch_losses(model, _batch(), _config())
+    old = _config().to_json()
+    del old["loss_weights"]["upsampled_input_view"], old["loss_weights"]["pair_depth"]
+    weights = loop.TrainConfig.from_json(old).loss_weights
+    assert weights.upsampled_input_view == 0.0 and weights.pair_depth == 0.0
+
+
+def test_pair_depth_term_measures_the_partners_depth_where_both_are_solid():
+    from volume_cli.train.losses import DEPTH_UNIT_M, pair_depth_loss
+
+    depth = torch.full((2, S, S), 0.6)
+    alpha = torch.zeros(2, S, S)
+    alpha[:, 8:24, 8:24] = 1.0
+    assert float(pair_depth_loss(depth, alpha, depth, alpha)) == 0.0
+    # 1 cm further where both are solid: 0.2 units; a wild depth where one is empty costs nothing
+    other = depth + 0.01
+    other[:, :4] = 5.0
+    assert float(pair_depth_loss(depth, alpha, other, alpha)) == pytest.approx(0.01 / DEPTH_UNIT_M, rel=1e-4)
+    assert float(pair_depth_loss(depth, alpha, other, torch.zeros_like(alpha))) == 0.0
+    # a partner moved in depth is charged in a batch; without a partner or asked for, no term
+    ex = {k: v[0] for k, v in _batch().items()}
+    g = _ball()
+    deeper = Gaussians(means=g.means * 1.02, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits, sh=g.sh)
+    weights = LossWeights(front_alpha=0.0, pair_depth=1.0)
+    assert float(example_losses(g, ex, g, weights, backend="torch")["pair_depth"]) == 0.0
+    moved = float(example_losses(g, ex, deeper, weights, backend="torch")["pair_depth"])
+    assert moved == pytest.approx(0.02 * DISTANCE / DEPTH_UNIT_M, rel=0.35)  # ~1.2 cm nearer the camera's axis
+    assert "pair_depth" not in example_losses(g, ex, deeper, LossWeights(front_alpha=0.0), backend="torch")
+
+
 def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     pytest.importorskip("safetensors")
     from volume_cli.predictors.unet import UNet, WeightsError, save_weights

@@ -25,7 +25,17 @@ random background colour, the targets composited on the same colour):
   views against the true depth after scale correction;
 * stability: L1 between the novel-view renders (rgb and alpha) of the prediction and of its
   partner's (same moment, jittered crop, fresh noise; see data.py). The known motion between the
-  two is zero, so any difference is instability. Zero for identical inputs.
+  two is zero, so any difference is instability. Zero for identical inputs;
+* pair depth: L1 between the same two renders' expected depths where both are solid (alpha >
+  0.5), in units of DEPTH_UNIT_M: the geometry's share of the instability, which the colour
+  renders see only where the moving splats change colour (session 10: the trained prior
+  network's jitter was its geometry, not its colours or opacities);
+* upsampled input view: the input view rendered again at UPSAMPLED_FACTOR x the crop's side
+  against its target enlarged bilinearly. A real photo shows the crop at 3-4 x in its own frame
+  (a big face in a big photo); at the crop's own side a front splat covers its pixel centre
+  whatever its shape, so a network can grow thin, elongated splats that leave a screen-door of
+  gaps in the original frame (session 10: 31.0 dB in the crop, 19.2 in the frame on a
+  1200 px photo). Rendered finer, the gaps are charged.
 
 Novel views (and the partner's) may be rendered smaller than the crop (``novel_size``: intrinsics
 scaled, targets area-averaged, depth sampled at the nearest pixel), which saves part of the
@@ -59,6 +69,8 @@ SSIM_WEIGHT = 0.2  # (1 - 0.2) L1 + 0.2 (1 - SSIM), as 3DGS and Splatter Image t
 DEPTH_UNIT_M = 0.05  # a depth error of 5 cm (a nose's length) costs as much as a wrong colour
 SOLID_ALPHA = 0.5  # ground-truth pixels at least this covered have a meaningful depth
 SCALE_LIMITS = (0.5, 2.0)  # scale corrections outside this range mean the prediction is lost: clamp
+# A 256 px crop of a 1200 px portrait is shown ~3.7 x enlarged in its own frame; 4 x covers it.
+UPSAMPLED_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,8 @@ class LossWeights:
     depth: float = 0.1
     stability: float = 0.5  # 0 turns the stability loss (and its second forward pass) off
     front_alpha: float = 1.0  # 0: off (as the first CPU model, 3000 steps, trained)
+    pair_depth: float = 0.0  # 0: off (every run before session 11)
+    upsampled_input_view: float = 0.0  # 0: off (every run before session 11)
     # Not a weight: how far the input view's target moves from the clean render to the crop (0..1).
     input_target_crop: float = 0.0
 
@@ -143,14 +157,17 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
         ex["target_rgb"][1:], ex["target_alpha"][1:], ex["target_depth"][1:], ex["target_K"][1:], small)
 
     first = render(g, views[:1], ex["target_K"][:1], size, size, background=bg_tuple, backend=backend)
+    target = input_view_target(ex, weights.input_target_crop)
     terms = {
-        "input_view": photometric(first.rgb, input_view_target(ex, weights.input_target_crop)),
+        "input_view": photometric(first.rgb, target),
         "alpha": (first.alpha - ex["target_alpha"][:1]).abs().mean(),
         "depth": _depth_l1(first.depth[0], ex["target_depth"][0] * ex["distance_scale"], ex["target_alpha"][0]),
     }
     s = scale_correction(first.depth[0], first.alpha[0], ex["target_depth"][0], ex["target_alpha"][0])
     if weights.front_alpha:
         terms["front_alpha"] = front_alpha_loss(g, ex["target_alpha"][0])
+    if weights.upsampled_input_view:
+        terms["upsampled_input_view"] = upsampled_input_view_loss(g, views[:1], ex["target_K"][:1], target, bg_tuple, backend)
     terms["scale"] = s
     if num_views > 1:
         novel = render(scaled_about_camera(g, s), views[1:], novel_K, small, small, background=bg_tuple, backend=backend)
@@ -165,9 +182,12 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
             other = render(scaled_about_camera(pair, s), ex["pair_view_from_crop"][1:], novel_K, small, small,
                            background=bg_tuple, backend=backend)
             terms["stability"] = stability_loss(novel.rgb, novel.alpha, other.rgb, other.alpha)
+            if weights.pair_depth:
+                terms["pair_depth"] = pair_depth_loss(novel.depth, novel.alpha, other.depth, other.alpha)
     zero = first.rgb.sum() * 0.0
     total = zero
-    for name in ("input_view", "novel_views", "alpha", "depth", "stability", "front_alpha"):
+    for name in ("input_view", "novel_views", "alpha", "depth", "stability", "front_alpha", "pair_depth",
+                 "upsampled_input_view"):
         if name in terms:
             total = total + getattr(weights, name) * terms[name]
     terms["total"] = total
@@ -200,3 +220,26 @@ def front_alpha_loss(g: Gaussians, input_alpha: Tensor) -> Tensor:
 def stability_loss(rgb_a: Tensor, alpha_a: Tensor, rgb_b: Tensor, alpha_b: Tensor) -> Tensor:
     """Mean |a - b| of two renders of the same views: rgb [C, H, W, 3] and alpha [C, H, W]."""
     return (rgb_a - rgb_b).abs().mean() + (alpha_a - alpha_b).abs().mean()
+
+
+def pair_depth_loss(depth_a: Tensor, alpha_a: Tensor, depth_b: Tensor, alpha_b: Tensor) -> Tensor:
+    """Mean |a - b| / DEPTH_UNIT_M of two renders' expected depths [C, H, W] (alphas [C, H, W])
+    where both are solid (alpha > SOLID_ALPHA); 0 (with a gradient path) where none is."""
+    both = (alpha_a.detach() > SOLID_ALPHA) & (alpha_b.detach() > SOLID_ALPHA)
+    if not bool(both.any()):
+        return (depth_a.sum() + depth_b.sum()) * 0.0
+    return (depth_a - depth_b).abs()[both].mean() / DEPTH_UNIT_M
+
+
+def upsampled_input_view_loss(g: Gaussians, view: Tensor, K: Tensor, target: Tensor, background: tuple[float, ...],
+                              backend: str = "auto") -> Tensor:
+    """The input view rendered at UPSAMPLED_FACTOR x the crop's side S (view [1, 4, 4], K [1, 3, 3]
+    at S) against ``target`` [1, S, S, 3] enlarged bilinearly: photometric() at F S x F S."""
+    f = UPSAMPLED_FACTOR
+    size = target.shape[1]
+    K_fine = K.clone()
+    K_fine[:, :2] = K[:, :2] * f  # pixel centres at +0.5 scale exactly
+    fine = render(g, view, K_fine, f * size, f * size, background=background, backend=backend)
+    enlarged = torch.nn.functional.interpolate(target.permute(0, 3, 1, 2), scale_factor=f, mode="bilinear",
+                                               align_corners=False).permute(0, 2, 3, 1)
+    return photometric(fine.rgb, enlarged)
