@@ -373,6 +373,34 @@ def test_validation_and_export_round_trip(tmp_path):
     assert json.loads(again.with_suffix(".json").read_text())["device"] == "cpu"
 
 
+def test_network_size_trains_the_network_inside_a_bigger_crop(tmp_path):
+    """--network-size runs the U-Net on the crop area-averaged to that side and resizes its outputs
+    back, exactly as the predictor does at inference; the card tells the predictor that side."""
+    pytest.importorskip("safetensors")
+    from volume_cli.predictors import unet as U
+
+    config = _config(network_size=S // 2)
+    model, _ = loop.build(config, "cpu")
+    with torch.no_grad():  # a network that is not flat, so that the resize shows
+        model.head.weight.normal_(0.0, 0.05)
+    b = _batch()
+    g = loop.forward(model, b["image"], b["valid"], b["K"], b["distance"], False, None, S // 2)
+    raw = U.network_at_size(model, b["image"], b["valid"], b["K"], S // 2)
+    want = U.to_gaussians(raw, b["image"], b["K"], b["distance"])
+    torch.testing.assert_close(g.log_scales, want.log_scales)
+    torch.testing.assert_close(g.opacity_logits, want.opacity_logits)
+    full = loop.forward(model, b["image"], b["valid"], b["K"], b["distance"], False)
+    assert float((full.log_scales - g.log_scales).detach().abs().max()) > 1e-3  # at S itself it is another network run
+    out = loop.run(tmp_path / "run", config, loop.RunControl(steps=1, val_every=0, checkpoint_every=100),
+                   source=FixedSource([b]), export=tmp_path / "w")
+    card = json.loads((tmp_path / "w" / "unet.json").read_text())
+    assert out["step"] == 1 and card["inference"]["network_size"] == S // 2 and card["config"]["size"] == S
+    assert U.load_unet_predictor(tmp_path / "w" / "unet.safetensors").network_size == S // 2
+    old = config.to_json()
+    del old["network_size"]
+    assert loop.TrainConfig.from_json(old).network_size == 0  # older runs: the network at the crop's side
+
+
 def test_reserved_seeds_are_refused(tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         loop.run(tmp_path, _config(run_seed=loop.EVAL_RUN_SEED), loop.RunControl(steps=1), source=FixedSource([_batch()]))

@@ -512,7 +512,9 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
 def load_unet_predictor(path: Path = DEFAULT_WEIGHTS, device: str = "cpu", expected_sha256: str | None = None) -> UNetPredictor:
     """The predictor for ``volume convert --predictor unet``: weights from ``path``, checked."""
     model, card = load_weights(path, expected_sha256, device)
-    trained = (card.get("config") or {}).get("size")
-    steps = int((card.get("inference") or {}).get("colour_steps", 0))
+    inference = card.get("inference") or {}
+    # The side the network ran at in training (older cards: the crop side it trained at).
+    trained = inference.get("network_size") or (card.get("config") or {}).get("size")
+    steps = int(inference.get("colour_steps", 0))
     return UNetPredictor(model, weights_sha256=card["sha256"], amp=device.startswith("cuda"), network_size=trained,
                          colour_steps=steps)

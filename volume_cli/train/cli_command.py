@@ -41,6 +41,7 @@ def train(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per step.")] = 8,
     size: Annotated[int, typer.Option("--size", min=32, max=1024, help="Crop side S (a multiple of 16).")] = 256,
     views: Annotated[int, typer.Option("--views", min=1, max=16, help="Views per example: the input view plus novel views.")] = 4,
+    network_size: Annotated[int, typer.Option("--network-size", min=0, help="Run the U-Net at this side inside the --size crop (the crop area-averaged to it, its outputs resized back), as the predictor runs it on a bigger crop (0: --size; a multiple of 16 dividing it).")] = 0,
     novel_view_size: Annotated[int, typer.Option("--novel-view-size", min=0, help="Render novel views for the losses at this side (S a multiple of it; 0: S). Half of S saves ~15 % of a CPU step.")] = 0,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (after a linear warm-up).")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up.")] = 500,
@@ -102,6 +103,8 @@ def train(
             raise ValueError(f"--size must be a multiple of 16, got {size}")
         if opacity_band and not prior:
             raise ValueError("--opacity-band weights the residual over the prior's person mask: it needs --prior")
+        if network_size and (network_size % 16 or size % network_size or network_size > size):
+            raise ValueError(f"--network-size must be a multiple of 16 that divides --size {size}, got {network_size}")
         if novel_view_size and size % novel_view_size:
             raise ValueError(f"--size {size} must be a multiple of --novel-view-size {novel_view_size}")
         config = None if resume else TrainConfig(
@@ -110,7 +113,7 @@ def train(
             loss_weights=LossWeights(stability=stability_weight if stability else 0.0, front_alpha=front_alpha_weight,
                                      input_target_crop=input_target_crop, pair_depth=pair_depth_weight,
                                      upsampled_input_view=upsampled_input_weight),
-            render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size,
+            render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size, network_size=network_size,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,
             convert_framing=convert_framing or prior, opacity_band=opacity_band,
