@@ -279,3 +279,50 @@ def test_network_benchmark_counts_flops_that_grow_with_the_pixels():
     assert small["parameters"] == sum(p.numel() for p in model.parameters())
     assert 3.9 < big["gflop_per_frame"] / small["gflop_per_frame"] < 4.1
     assert set(small["frames_per_second"]) == {"batch 1", "batch 2"} and min(small["frames_per_second"].values()) > 0
+
+
+def _step_energy(raw: torch.Tensor, channels) -> float:
+    """Mean |difference| between horizontally adjacent pixels of raw outputs [B, C, S, S]."""
+    x = raw[:, channels]
+    return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+
+def test_refiner_corrects_front_opacity_and_colour_at_the_crops_own_side(tmp_path):
+    """The U-Net at S/2 resized to S can change its outputs only smoothly between its own pixels; the
+    refiner, fed by the full-size crop, changes the front opacity and colour pixel by pixel and
+    nothing else. Untrained it changes (almost) nothing; its card says it is there."""
+    pytest.importorskip("safetensors")
+    batch = _batch(1)
+    torch.manual_seed(0)
+    plain = U.UNet((16, 16, 32, 32, 64))
+    refined = U.UNet((16, 16, 32, 32, 64), refine=True)
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("refiner.") for k in missing)
+    args = (batch.images, batch.valid, batch.K, S // 2)
+    refined_channels = refined.refiner.channels
+    others = [c for c in range(U.OUT_CHANNELS) if c not in refined_channels]
+    assert len(refined_channels) == 4  # front opacity (1) and colour (3)
+    with torch.no_grad():
+        a, b = U.network_at_size(plain, *args), U.network_at_size(refined, *args)
+        torch.testing.assert_close(b[:, others], a[:, others], atol=0, rtol=0)
+        torch.testing.assert_close(b[:, refined_channels], a[:, refined_channels], atol=1e-2, rtol=0)
+        refined.refiner.net[-1].weight.normal_(0.0, 0.5)  # a refiner that has learned something
+        c = U.network_at_size(refined, *args)
+    torch.testing.assert_close(c[:, others], a[:, others], atol=0, rtol=0)
+    assert _step_energy(c, refined_channels) > 3 * _step_energy(a, refined_channels)
+    # it trains: every refiner parameter gets a gradient through the Gaussians
+    g = U.to_gaussians(U.network_at_size(refined, *args), batch.images, batch.K, batch.head_center[:, 2])
+    (g.opacity_logits.sigmoid().mean() + g.sh.mean()).backward()
+    for name, p in refined.refiner.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().max()) > 0, name
+    # the card records it, and a card without the key (older weights) loads without a refiner
+    path = tmp_path / "unet.safetensors"
+    card = U.save_weights(refined, path, {"steps": 0})
+    assert card["architecture"]["refine"] is True
+    with torch.no_grad():
+        torch.testing.assert_close(U.network_at_size(U.load_weights(path)[0], *args), c)
+    U.save_weights(plain, path, {"steps": 0})
+    card = json.loads(U.card_path(path).read_text())
+    del card["architecture"]["refine"]
+    U.card_path(path).write_text(json.dumps(card))
+    assert U.load_weights(path)[0].refiner is None

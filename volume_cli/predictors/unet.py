@@ -173,6 +173,43 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+# --- the full-resolution refinement -----------------------------------------------------------
+# The U-Net runs at the side it was trained at (64 px on a CPU) and its outputs are resized to the
+# crop, so the front layer's opacity and colour corrections can change only every 4 crop pixels at
+# S = 256: edges and detail, where the input view lives, are blurred. A light head at the crop's
+# own resolution, fed by the crop, corrects those raw channels there.
+REFINE_WIDTH = 16
+REFINED_HEADS = (("opacity", 0), ("colour", 0))
+
+
+class FullResolutionRefiner(nn.Module):
+    """Three convolutions (3x3, 3x3, 1x1; REFINE_WIDTH channels, SiLU) at the crop's resolution:
+    from the crop [B, 3, S, S], the resized raw outputs of REFINED_HEADS and (with the prior) the
+    person mask, a correction added to those raw channels. Its last layer starts as small as the
+    U-Net's head, so an untrained refiner changes (almost) nothing."""
+
+    def __init__(self, prior: bool) -> None:
+        super().__init__()
+        self.channels = [c for key in REFINED_HEADS for c in range(HEAD_SLICES[key].start, HEAD_SLICES[key].stop)]
+        self.prior = bool(prior)
+        c_in = 3 + len(self.channels) + (1 if prior else 0)
+        self.net = nn.Sequential(nn.Conv2d(c_in, REFINE_WIDTH, 3, padding=1), nn.SiLU(),
+                                 nn.Conv2d(REFINE_WIDTH, REFINE_WIDTH, 3, padding=1), nn.SiLU(),
+                                 nn.Conv2d(REFINE_WIDTH, len(self.channels), 1))
+        nn.init.normal_(self.net[-1].weight, std=HEAD_INIT_STD)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, raw: Tensor, images: Tensor, prior: Tensor | None) -> Tensor:
+        """raw [B, OUT_CHANNELS, S, S] at the crop's side, images [B, 3, S, S] in [0, 1], prior
+        [B, PRIOR_CHANNEL_COUNT, S, S] (for a refiner with the prior) -> raw, refined channels corrected."""
+        parts = [images.to(raw.dtype) * 2 - 1, raw[:, self.channels]]
+        if self.prior:
+            parts.append(prior[:, PRIOR_CHANNELS.index("person")][:, None].to(raw.dtype))
+        correction = torch.zeros_like(raw)
+        correction[:, self.channels] = self.net(torch.cat(parts, dim=1))
+        return raw + correction
+
+
 class UNet(nn.Module):
     """Five-level U-Net: [B, in_channels, S, S] -> raw head outputs [B, OUT_CHANNELS, S, S]
     (in_channels: IN_CHANNELS, plus PRIOR_CHANNEL_COUNT with ``prior``).
@@ -181,9 +218,12 @@ class UNet(nn.Module):
     pre-activation; :func:`to_gaussians` activates them by :data:`HEADS`.
     """
 
-    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False) -> None:
+    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
+                 refine: bool = False) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
-        opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`."""
+        opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
+        refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
+        crop's side (:func:`network_at_size` applies it)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
@@ -200,6 +240,7 @@ class UNet(nn.Module):
         nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
         with torch.no_grad():
             self.head.bias.copy_(torch.tensor([b for h in HEADS for b in h.bias]))
+        self.refiner = FullResolutionRefiner(self.prior) if refine else None
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
@@ -308,7 +349,8 @@ def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, dis
     [0, 1], valid [B, S, S], K [B, 3, 3], head distance [B] metres (and, for a network with the
     prior, its channels [B, PRIOR_CHANNEL_COUNT, S, S]) -> Gaussians [B, 2 S S, ...]."""
     prior = prior if model.prior else None
-    return to_gaussians(run_network(model, images, valid, K, prior), images, K, distance, prior, model.opacity_band)
+    raw = network_at_size(model, images, valid, K, images.shape[-1], prior)
+    return to_gaussians(raw, images, K, distance, prior, model.opacity_band)
 
 
 # --- the Predictor --------------------------------------------------------------------------------
@@ -398,10 +440,12 @@ def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size:
     A network sees the head at the scale it was trained at, while every crop pixel still gets its two
     Gaussians with its own colour (direct colour sampling uses the full-size crop in
     :func:`to_gaussians`). Splat sizes are predicted in grid pixels, so they shrink with the finer
-    grid and coverage stays as trained."""
+    grid and coverage stays as trained. A network with a refiner then corrects its front opacity
+    and colour at S (:class:`FullResolutionRefiner`)."""
     s = images.shape[-1]
     if size == s:
-        return run_network(model, images, valid, K, prior)
+        raw = run_network(model, images, valid, K, prior)
+        return raw if model.refiner is None else model.refiner(raw, images, prior)
     if size % 2 ** (LEVELS - 1):
         raise ValueError(f"the U-Net needs a size divisible by {2 ** (LEVELS - 1)}, got {size}")
     r = size / s
@@ -417,8 +461,9 @@ def network_at_size(model: UNet, images: Tensor, valid: Tensor, K: Tensor, size:
     # The prior's channels are features here (area-averaged like the crop); the full-size ones
     # are the bases of the front layer in to_gaussians.
     small_prior = None if prior is None else resized(prior.float())
-    raw = run_network(model, small, small_valid, K_small, small_prior)
-    return F.interpolate(raw.float(), size=(s, s), mode="bilinear", align_corners=False)
+    raw = F.interpolate(run_network(model, small, small_valid, K_small, small_prior).float(), size=(s, s), mode="bilinear",
+                        align_corners=False)
+    return raw if model.refiner is None else model.refiner(raw, images, prior)
 
 
 # --- weights: safetensors + model card, sha256-checked ---------------------------------------------
@@ -451,6 +496,7 @@ def architecture(model: UNet) -> dict:
         "name": "unet", "widths": list(model.widths), "in_channels": model.in_channels, "levels": LEVELS,
         "prior": list(PRIOR_CHANNELS) if model.prior else None,
         "opacity_band": model.opacity_band,
+        "refine": model.refiner is not None,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -504,7 +550,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
     if prior is not None and list(prior) != list(PRIOR_CHANNELS):
         raise WeightsError(f"{cpath} was trained on prior channels {prior}; this version makes {list(PRIOR_CHANNELS)}")
     model = UNet(widths=tuple(card["architecture"]["widths"]), prior=prior is not None,
-                 opacity_band=bool(card["architecture"].get("opacity_band", False)))  # older cards: without
+                 opacity_band=bool(card["architecture"].get("opacity_band", False)),  # older cards: without
+                 refine=bool(card["architecture"].get("refine", False)))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

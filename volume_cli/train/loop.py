@@ -87,6 +87,9 @@ class TrainConfig:
     # (thin splats, sharpened colours) do not survive that resize (session 11: 0.4 dB below the
     # prior it starts from at 64 px, 2.9 dB below at 256).
     network_size: int = 0
+    # A full-resolution refiner corrects the front opacity and colour at the crop's side
+    # (unet.FullResolutionRefiner); useful with network_size below size.
+    refine: bool = False
 
     @property
     def uses_sidecars(self) -> bool:
@@ -188,7 +191,7 @@ def train_step(model: UNet, optimizer: torch.optim.Optimizer, batch: dict[str, T
 
 def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer]:
     torch.manual_seed(config.init_seed)
-    model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band).to(device)
+    model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
@@ -206,7 +209,10 @@ def start_from_weights(model: UNet, config: TrainConfig) -> TrainConfig:
     if start.prior != model.prior:
         raise ValueError(f"{config.init_weights} {'takes' if start.prior else 'does not take'} the head prior; the run "
                          f"{'does' if model.prior else 'does not'} (--prior)")
-    model.load_state_dict(start.state_dict())
+    # A run that adds the refiner starts it fresh on top of weights trained without one.
+    missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("refiner.") for k in missing):
+        raise ValueError(f"{config.init_weights} does not fit this run's network (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return replace(config, init_weights=str(Path(config.init_weights).resolve()), init_weights_sha256=card["sha256"])
 
 
