@@ -326,3 +326,39 @@ def test_refiner_corrects_front_opacity_and_colour_at_the_crops_own_side(tmp_pat
     del card["architecture"]["refine"]
     U.card_path(path).write_text(json.dumps(card))
     assert U.load_weights(path)[0].refiner is None
+
+
+def test_front_min_scale_floors_every_axis_of_the_front_splats_only(tmp_path):
+    """Thin front splats leave gaps wherever the input view is not sampled at their own pixel
+    centres; a network built with a floor never makes one thinner, and its back layer is free."""
+    pytest.importorskip("safetensors")
+    batch = _batch(1)
+    torch.manual_seed(0)
+    free = U.UNet((16, 16, 32, 32, 64))
+    floored = U.UNet((16, 16, 32, 32, 64), front_min_scale_px=0.5)
+    floored.load_state_dict(free.state_dict())
+    n = S * S
+    pixel_m = DISTANCE / float(batch.K[0, 0, 0])
+
+    def axes_px(model: U.UNet) -> torch.Tensor:  # [2 S S, 3] standard deviations in crop pixels
+        with torch.no_grad():
+            return U.UNetPredictor(model).predict(batch).log_scales[0].exp() / pixel_m
+
+    # untrained, the front layer is 0.5 px (its noise around it floored), the back layer the same
+    torch.testing.assert_close(axes_px(floored), axes_px(free), atol=1e-2, rtol=0)
+    for model in (free, floored):  # a network that has learned to make thin splats
+        with torch.no_grad():
+            model.head.bias[U.HEAD_SLICES[("scale", 0)]] = U._scale_bias(0.1)
+            model.head.bias[U.HEAD_SLICES[("scale", 1)]] = U._scale_bias(0.1)
+    thin, kept = axes_px(free), axes_px(floored)
+    assert float(thin[:n].max()) < 0.15 and float(kept[:n].min()) == pytest.approx(0.5, rel=1e-5)
+    torch.testing.assert_close(kept[n:], thin[n:])  # the back layer is not floored
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(floored, path, {"steps": 0})["architecture"]["front_min_scale_px"] == 0.5
+    assert U.load_weights(path)[0].front_min_scale_px == 0.5
+    card = json.loads(U.card_path(path).read_text())
+    del card["architecture"]["front_min_scale_px"]
+    U.card_path(path).write_text(json.dumps(card))
+    assert U.load_weights(path)[0].front_min_scale_px == 0.0  # older cards: no floor
+    with pytest.raises(ValueError, match="front_min_scale_px"):
+        U.UNet(front_min_scale_px=-1.0)

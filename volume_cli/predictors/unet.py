@@ -69,6 +69,12 @@ OFFSET_MAX_M = 0.02
 # bounded sigmoid, so a single bad output can never make a splat that covers the whole image.
 SCALE_MIN_PX = 0.02
 SCALE_MAX_PX = 16.0
+# A network built with ``front_min_scale_px`` floors every axis of its front splats there (in crop
+# pixels at the head's distance). The input view renders each front splat at its own pixel centre,
+# where a thin splat covers its pixel as well as a round one and blurs its neighbours less, so
+# training grows thin splats; seen anywhere else (the original frame, another resolution) they
+# leave a screen-door of gaps (session 11). No axis below ~0.5 px means no projection thinner
+# than that from any camera. The untrained front layer is 0.5 px: a floor up to that leaves it be.
 # First-layer colour = pixel + FRONT_COLOUR_SPAN * tanh(raw): a correction like the geometric
 # predictor's Richardson steps (which move colours by up to 0.25), with room to spare.
 FRONT_COLOUR_SPAN = 0.5
@@ -219,11 +225,12 @@ class UNet(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
-                 refine: bool = False) -> None:
+                 refine: bool = False, front_min_scale_px: float = 0.0) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
         opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
         refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
-        crop's side (:func:`network_at_size` applies it)."""
+        crop's side (:func:`network_at_size` applies it); front_min_scale_px: every axis of
+        a front splat at least this many crop pixels (0: SCALE_MIN_PX, as before)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
@@ -233,6 +240,9 @@ class UNet(nn.Module):
         self.widths = widths
         self.prior = bool(prior)
         self.opacity_band = bool(opacity_band)
+        if not 0.0 <= front_min_scale_px < SCALE_MAX_PX:
+            raise ValueError(f"front_min_scale_px must be in [0, {SCALE_MAX_PX}), got {front_min_scale_px}")
+        self.front_min_scale_px = float(front_min_scale_px)
         self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
         self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
@@ -287,7 +297,7 @@ def run_network(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: 
 
 
 def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None = None,
-                 opacity_band: bool = False) -> Gaussians:
+                 opacity_band: bool = False, front_min_scale_px: float = 0.0) -> Gaussians:
     """Activate raw head outputs [B, OUT_CHANNELS, S, S] into Gaussians [B, 2 S S, ...] in the
     virtual-camera frame (see :data:`HEADS` for each activation).
 
@@ -295,7 +305,8 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
     distance: [B] head distance in metres (z of the head centre on the optical axis); prior: the
     crop's prior channels [B, PRIOR_CHANNEL_COUNT, S, S] for a network with the prior: its front
     layer is then a residual over them (the initial biases give exactly the proxy surface and the
-    person mask); opacity_band: the front-opacity residual scaled by :func:`person_band`.
+    person mask); opacity_band: the front-opacity residual scaled by :func:`person_band`;
+    front_min_scale_px: the front splats' axes floored there (crop pixels).
     """
     b, _, s, _ = raw.shape
     raw = raw.float()
@@ -327,6 +338,8 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
         if ("offset", layer) in HEAD_SLICES:
             means = means + OFFSET_MAX_M * torch.tanh(get("offset", layer))
         scale_px = SCALE_MIN_PX + (SCALE_MAX_PX - SCALE_MIN_PX) * torch.sigmoid(get("scale", layer))
+        if layer == 0 and front_min_scale_px > 0:
+            scale_px = scale_px.clamp_min(front_min_scale_px)
         rgb = pixels + spans[layer] * torch.tanh(get("colour", layer))
         opacity = get("opacity", layer)
         if layer == 0 and base_logit is not None:
@@ -350,7 +363,7 @@ def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, dis
     prior, its channels [B, PRIOR_CHANNEL_COUNT, S, S]) -> Gaussians [B, 2 S S, ...]."""
     prior = prior if model.prior else None
     raw = network_at_size(model, images, valid, K, images.shape[-1], prior)
-    return to_gaussians(raw, images, K, distance, prior, model.opacity_band)
+    return to_gaussians(raw, images, K, distance, prior, model.opacity_band, model.front_min_scale_px)
 
 
 # --- the Predictor --------------------------------------------------------------------------------
@@ -409,7 +422,7 @@ class UNetPredictor:
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp and dev.type == "cuda"):
             raw = network_at_size(self.model, images, valid, K, self.network_size or s, prior)
         with torch.inference_mode():
-            g = to_gaussians(raw, images, K, distance, prior, self.model.opacity_band)
+            g = to_gaussians(raw, images, K, distance, prior, self.model.opacity_band, self.model.front_min_scale_px)
             if self.colour_steps:
                 g = self._fit_colours(g, images, valid, K)
             return g
@@ -497,6 +510,7 @@ def architecture(model: UNet) -> dict:
         "prior": list(PRIOR_CHANNELS) if model.prior else None,
         "opacity_band": model.opacity_band,
         "refine": model.refiner is not None,
+        "front_min_scale_px": model.front_min_scale_px,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -551,7 +565,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
         raise WeightsError(f"{cpath} was trained on prior channels {prior}; this version makes {list(PRIOR_CHANNELS)}")
     model = UNet(widths=tuple(card["architecture"]["widths"]), prior=prior is not None,
                  opacity_band=bool(card["architecture"].get("opacity_band", False)),  # older cards: without
-                 refine=bool(card["architecture"].get("refine", False)))
+                 refine=bool(card["architecture"].get("refine", False)),
+                 front_min_scale_px=float(card["architecture"].get("front_min_scale_px", 0.0)))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

@@ -90,6 +90,8 @@ class TrainConfig:
     # A full-resolution refiner corrects the front opacity and colour at the crop's side
     # (unet.FullResolutionRefiner); useful with network_size below size.
     refine: bool = False
+    # Every axis of a front splat at least this many crop pixels (0: no floor; unet.UNet).
+    front_min_scale_px: float = 0.0
 
     @property
     def uses_sidecars(self) -> bool:
@@ -141,7 +143,7 @@ def forward(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Ten
     prior = prior if model.prior else None
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=use_amp):
         raw = network_at_size(model, images, valid, K, network_size or images.shape[-1], prior)
-    return to_gaussians(raw, images, K, distance, prior, model.opacity_band)
+    return to_gaussians(raw, images, K, distance, prior, model.opacity_band, model.front_min_scale_px)
 
 
 def batch_losses(model: UNet, batch: dict[str, Tensor], config: TrainConfig) -> dict[str, Tensor]:
@@ -191,7 +193,8 @@ def train_step(model: UNet, optimizer: torch.optim.Optimizer, batch: dict[str, T
 
 def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer]:
     torch.manual_seed(config.init_seed)
-    model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine).to(device)
+    model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine,
+                 front_min_scale_px=config.front_min_scale_px).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
