@@ -431,8 +431,9 @@ def test_cli_train_resume_and_errors(tmp_path):
     runner = CliRunner()
     args = ["-o", str(tmp_path / "run"), "--size", "32", "--views", "2", "--batch-size", "1", "--widths", "16,16,32,32,64",
             "--val-every", "2", "--val-count", "1", "--device", "cpu", "--render-backend", "torch", "--json"]
-    first = runner.invoke(app, args + ["--steps", "2"])
+    first = runner.invoke(app, args + ["--steps", "2", "--input-view-weight", "3"])
     assert first.exit_code == 0, first.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["loss_weights"]["input_view"] == 3.0
     summary = json.loads(first.stdout)
     assert summary["step"] == 2 and summary["stopped"] == "done" and summary["validation"]["step"] == 2
     again = runner.invoke(app, args + ["--steps", "3", "--resume"])
@@ -443,6 +444,8 @@ def test_cli_train_resume_and_errors(tmp_path):
     missing = runner.invoke(app, ["-o", str(tmp_path / "none"), "--resume", "--json"])
     assert missing.exit_code == 1 and missing.stderr.startswith("Error: nothing to resume")
     assert runner.invoke(app, args + ["--size", "40"]).exit_code == 1  # not a multiple of 16
+    bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), "--network-size", "24"])
+    assert bad.exit_code == 1 and "--network-size" in bad.stderr
 
 
 def test_mirrored_example_keeps_projections_consistent():

@@ -56,6 +56,7 @@ def train(
     convert_framing: Annotated[bool, typer.Option("--convert-framing/--truth-framing", help="Train on convert's crops (MediaPipe's framing, from the priors made for --data) without the prior channels: --prior's ablation. --prior implies it.")] = False,
     stability: Annotated[bool, typer.Option("--stability/--no-stability", help="The stability loss on same-moment jitter pairs (off: the ablation).")] = True,
     stability_weight: Annotated[float, typer.Option("--stability-weight", min=0.0, help="Weight of the stability loss.")] = 0.5,
+    input_view_weight: Annotated[float, typer.Option("--input-view-weight", min=0.0, help="Weight of the input view's photometric term (authenticity), beside novel views' 1.")] = 1.0,
     front_alpha_weight: Annotated[float, typer.Option("--front-alpha-weight", min=0.0, help="Weight of the front-alpha term: each pixel's front Gaussian as opaque as the ground truth at that pixel (0: off).")] = 1.0,
     pair_depth_weight: Annotated[float, typer.Option("--pair-depth-weight", min=0.0, help="Weight of the pair-depth term: the stability pair's novel-view depths should agree where both are solid, in 5 cm units (0: off).")] = 0.0,
     upsampled_input_weight: Annotated[float, typer.Option("--upsampled-input-weight", min=0.0, help="Weight of the input view rendered again at 4x the crop's side against the enlarged target: charges the gaps between thin front splats that a big face in a big photo shows in its own frame (0: off).")] = 0.0,
@@ -112,7 +113,8 @@ def train(
         config = None if resume else TrainConfig(
             run_seed=seed, init_seed=init_seed, size=size, views=views, batch_size=batch_size, lr=lr,
             warmup_steps=warmup_steps, widths=width_tuple, distance_noise=distance_noise,
-            loss_weights=LossWeights(stability=stability_weight if stability else 0.0, front_alpha=front_alpha_weight,
+            loss_weights=LossWeights(input_view=input_view_weight, stability=stability_weight if stability else 0.0,
+                                     front_alpha=front_alpha_weight,
                                      input_target_crop=input_target_crop, pair_depth=pair_depth_weight,
                                      upsampled_input_view=upsampled_input_weight),
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size, network_size=network_size,
