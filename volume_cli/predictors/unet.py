@@ -252,6 +252,11 @@ class UNet(nn.Module):
             self.head.bias.copy_(torch.tensor([b for h in HEADS for b in h.bias]))
         self.refiner = FullResolutionRefiner(self.prior) if refine else None
 
+    def gaussians_from(self, raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None) -> Gaussians:
+        """:func:`to_gaussians` of this network's raw outputs, with the activation settings it was
+        built with (the opacity band, the front splats' floor), so that no caller passes them by hand."""
+        return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px)
+
     def forward(self, x: Tensor) -> Tensor:
         skips = []
         for i, block in enumerate(self.down):
@@ -363,7 +368,7 @@ def predict_gaussians(model: UNet, images: Tensor, valid: Tensor, K: Tensor, dis
     prior, its channels [B, PRIOR_CHANNEL_COUNT, S, S]) -> Gaussians [B, 2 S S, ...]."""
     prior = prior if model.prior else None
     raw = network_at_size(model, images, valid, K, images.shape[-1], prior)
-    return to_gaussians(raw, images, K, distance, prior, model.opacity_band, model.front_min_scale_px)
+    return model.gaussians_from(raw, images, K, distance, prior)
 
 
 # --- the Predictor --------------------------------------------------------------------------------
@@ -422,7 +427,7 @@ class UNetPredictor:
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp and dev.type == "cuda"):
             raw = network_at_size(self.model, images, valid, K, self.network_size or s, prior)
         with torch.inference_mode():
-            g = to_gaussians(raw, images, K, distance, prior, self.model.opacity_band, self.model.front_min_scale_px)
+            g = self.model.gaussians_from(raw, images, K, distance, prior)
             if self.colour_steps:
                 g = self._fit_colours(g, images, valid, K)
             return g

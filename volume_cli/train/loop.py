@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from volume_cli.metrics import psnr, ssim
-from volume_cli.predictors.unet import DEFAULT_WIDTHS, UNet, network_at_size, save_weights, to_gaussians
+from volume_cli.predictors.unet import DEFAULT_WIDTHS, UNet, network_at_size, save_weights
 from volume_cli.render import render, resolve_backend
 from volume_cli.train.data import DISTANCE_NOISE, ShardExamples, TrainBatches, render_example
 from volume_cli.train.losses import LossWeights, example_losses
@@ -143,7 +143,7 @@ def forward(model: UNet, images: Tensor, valid: Tensor, K: Tensor, distance: Ten
     prior = prior if model.prior else None
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=use_amp):
         raw = network_at_size(model, images, valid, K, network_size or images.shape[-1], prior)
-    return to_gaussians(raw, images, K, distance, prior, model.opacity_band, model.front_min_scale_px)
+    return model.gaussians_from(raw, images, K, distance, prior)
 
 
 def batch_losses(model: UNet, batch: dict[str, Tensor], config: TrainConfig) -> dict[str, Tensor]:
