@@ -273,6 +273,58 @@ def test_the_opacity_band_leaves_the_person_mask_where_it_is_sure(tmp_path):
         U.UNet((16, 16, 32, 32, 32), opacity_band=True)
 
 
+def test_front_learned_keeps_the_prior_front_layer_where_the_network_is_not_asked(tmp_path):
+    """A network built to learn only its front depth gives, whatever its weights, the front
+    opacity of the person mask, 0.5 px round splats and the pixel's own colour (what an untrained
+    prior network gives), while its front depth and its whole back layer are its own. No gradient
+    reaches a locked head. The card records the learned heads; older cards learned all."""
+    from volume_cli.gaussians import sh_dc_to_rgb
+    from volume_cli.predictors import unet as U
+
+    size, d = 32, 0.6
+    f = size * d / 0.4
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    valid = torch.ones(1, size, size, dtype=torch.bool)
+    prior = _random_prior(1, size)
+    distance = torch.tensor([d])
+    torch.manual_seed(0)
+    free = U.UNet((16, 16, 32, 32, 32), prior=True)
+    depth_only = U.UNet((16, 16, 32, 32, 32), prior=True, front_learned=("depth",))
+    depth_only.load_state_dict(free.state_dict())
+    with torch.no_grad():  # weights that have learned something on every head
+        for model in (free, depth_only):
+            model.head.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(2))
+    n = size * size
+    untrained = _prior_model((16, 16, 32, 32, 32))
+    with torch.no_grad():
+        start = U.predict_gaussians(untrained, images, valid, K, distance, prior)
+        g_free = U.predict_gaussians(free, images, valid, K, distance, prior)
+    g = U.predict_gaussians(depth_only, images, valid, K, distance, prior)
+    for key in ("opacity_logits", "log_scales", "quats"):  # locked: exactly the prior's, not the free net's
+        torch.testing.assert_close(getattr(g, key)[:, :n], getattr(start, key)[:, :n], atol=1e-6, rtol=0)
+        assert not torch.allclose(getattr(g_free, key)[:, :n], getattr(start, key)[:, :n], atol=1e-3)
+    torch.testing.assert_close(sh_dc_to_rgb(g.sh[:, :n, 0]), images[0].permute(1, 2, 0).reshape(1, n, 3), atol=1e-5, rtol=0)
+    for key in ("means", "opacity_logits", "log_scales", "sh"):  # learned: as the free network's
+        torch.testing.assert_close(getattr(g, key)[:, n:], getattr(g_free, key)[:, n:])
+    torch.testing.assert_close(g.means[:, :n], g_free.means[:, :n])
+    assert not torch.allclose(g.means[:, :n], start.means[:, :n], atol=1e-4)
+    (g.opacity_logits[:, :n].sum() + g.sh[:, :n].sum() + g.log_scales[:, :n].sum()).backward()
+    weight_grad = depth_only.head.weight.grad[:, :, 0, 0]
+    for name in ("opacity", "scale", "rotation", "colour"):
+        assert float(weight_grad[U.HEAD_SLICES[(name, 0)]].abs().max()) == 0.0, name
+    path = tmp_path / "unet.safetensors"
+    card = U.save_weights(depth_only, path, {"config": {"size": size}, "steps": 0})
+    assert card["architecture"]["front_learned"] == ["depth"]
+    assert U.load_unet_predictor(path).model.front_learned == ("depth",)
+    old = json.loads(U.card_path(path).read_text())
+    del old["architecture"]["front_learned"]
+    U.card_path(path).write_text(json.dumps(old))
+    assert U.load_weights(path)[0].front_learned == U.LAYER_HEADS
+    with pytest.raises(ValueError, match="front_learned"):
+        U.UNet((16, 16, 32, 32, 32), front_learned=("depth", "offset"))
+
+
 @needs_synth
 def test_a_prior_network_predicts_a_real_framed_crop_from_its_prior(tmp_path):
     from volume_cli.pipeline import crop_batch

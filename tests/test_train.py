@@ -251,6 +251,45 @@ def test_upsampled_input_view_charges_the_gaps_between_thin_splats():
     assert weights.upsampled_input_view == 0.0 and weights.pair_depth == 0.0
 
 
+def test_head_input_view_term_scores_the_head_and_not_the_background():
+    """The head term is L1 inside the solid pixels the prior's head or hair shell covers: an error
+    on the background or the shoulders costs it nothing, one on the face costs it in full (the
+    whole-crop term sees both, diluted). It is logged whenever the example has a prior, and counts
+    in the total only when weighted."""
+    from volume_cli.predictors.prior_input import PRIOR_CHANNEL_COUNT, PRIOR_CHANNELS
+    from volume_cli.train.losses import head_input_view_loss, head_region
+
+    size = 16
+    alpha = torch.zeros(size, size)
+    alpha[2:14, 2:14] = 1.0  # the person
+    prior = torch.zeros(PRIOR_CHANNEL_COUNT, size, size)
+    prior[PRIOR_CHANNELS.index("head"), 2:8, 4:12] = 1.0  # the fitted head
+    prior[PRIOR_CHANNELS.index("shell"), 0:4, 4:12] = 1.0  # the hair shell, partly beyond the person
+    region = head_region(alpha, prior)
+    assert int(region.sum()) == 6 * 8 and bool(region[2, 4]) and not bool(region[1, 4]) and not bool(region[10, 4])
+    target = torch.full((size, size, 3), 0.5)
+    off_head = target.clone()
+    off_head[10:14] = 1.0  # shoulders wrong
+    off_head[:, :2] = 0.0  # background wrong
+    assert float(head_input_view_loss(off_head, target, alpha, prior)) == 0.0
+    on_face = target.clone()
+    on_face[4, 6] = 0.9
+    assert float(head_input_view_loss(on_face, target, alpha, prior)) == pytest.approx(0.4 / (6 * 8), rel=1e-5)
+    assert float(head_input_view_loss(on_face, target, torch.zeros_like(alpha), prior)) == 0.0  # nothing solid
+    # in a batch: logged with a prior, counted only when weighted, absent without a prior
+    batch = _batch()
+    batch["prior"] = prior.new_zeros(1, PRIOR_CHANNEL_COUNT, S, S)
+    batch["prior"][:, PRIOR_CHANNELS.index("head"), 8:24, 8:24] = 1.0
+    ex = {k: v[0] for k, v in batch.items()}
+    g = _ball()
+    logged = example_losses(g, ex, None, LossWeights(front_alpha=0.0), backend="torch")
+    weighted = example_losses(g, ex, None, LossWeights(front_alpha=0.0, head_input_view=2.0), backend="torch")
+    assert float(logged["head_input_view"]) > 0
+    assert float(weighted["total"] - logged["total"]) == pytest.approx(2.0 * float(logged["head_input_view"]), rel=1e-5)
+    assert "head_input_view" not in example_losses(g, {k: v for k, v in ex.items() if k != "prior"}, None,
+                                                    LossWeights(front_alpha=0.0), backend="torch")
+
+
 def test_pair_depth_term_measures_the_partners_depth_where_both_are_solid():
     from volume_cli.train.losses import DEPTH_UNIT_M, pair_depth_loss
 
@@ -446,6 +485,10 @@ def test_cli_train_resume_and_errors(tmp_path):
     assert runner.invoke(app, args + ["--size", "40"]).exit_code == 1  # not a multiple of 16
     bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), "--network-size", "24"])
     assert bad.exit_code == 1 and "--network-size" in bad.stderr
+    for option, value in (("--front-learns", "depth,offset"), ("--front-learns", ","), ("--head-input-weight", "1")):
+        bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), option, value])  # offset: the back layer's; no --prior
+        assert bad.exit_code == 1 and option in bad.stderr, (option, value, bad.output)
+    assert not (tmp_path / "other").exists()
 
 
 def test_mirrored_example_keeps_projections_consistent():

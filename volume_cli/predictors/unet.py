@@ -154,6 +154,24 @@ def _head_slices() -> dict[tuple[str, int], slice]:
 
 HEAD_SLICES = _head_slices()
 _HEAD_BIAS = {(h.name, h.layer): h.bias[0] for h in HEADS}
+
+
+def locked_front(raw: Tensor, learned: tuple[str, ...]) -> Tensor:
+    """raw [B, OUT_CHANNELS, S, S] with every front head NOT in ``learned`` set to its initial bias,
+    so that :func:`to_gaussians` gives those quantities exactly as an untrained network (with the
+    prior: the prior's) and no gradient reaches them. Authenticity lives in the front layer's
+    opacity, shape and colour; a network trained at 64 px learned per-grid-pixel versions of them
+    that fail once resized to the crop and seen in the original frame (session 11), while its depth
+    (smooth, invisible from the input camera: each front splat stays on its pixel's ray) and the
+    back layer are what novel views need."""
+    locked = [h for h in HEADS if h.layer == 0 and h.name not in learned]
+    if not locked:
+        return raw
+    raw = raw.clone()
+    for h in locked:
+        bias = torch.tensor(h.bias, dtype=raw.dtype, device=raw.device)
+        raw[:, HEAD_SLICES[(h.name, 0)]] = bias[None, :, None, None].expand(raw.shape[0], -1, *raw.shape[2:])
+    return raw
 # With the prior, the front opacity starts at the person mask clamped to this margin (a logit of
 # +-4.6): confident, yet within reach of a few steps of training where the mask is wrong.
 PERSON_CLAMP = 0.01
@@ -225,12 +243,13 @@ class UNet(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
-                 refine: bool = False, front_min_scale_px: float = 0.0) -> None:
+                 refine: bool = False, front_min_scale_px: float = 0.0, front_learned: tuple[str, ...] = LAYER_HEADS) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
         opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
         refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
         crop's side (:func:`network_at_size` applies it); front_min_scale_px: every axis of
-        a front splat at least this many crop pixels (0: SCALE_MIN_PX, as before)."""
+        a front splat at least this many crop pixels (0: SCALE_MIN_PX, as before); front_learned:
+        the front heads the network predicts (the others keep their initial values: :func:`locked_front`)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
@@ -243,6 +262,10 @@ class UNet(nn.Module):
         if not 0.0 <= front_min_scale_px < SCALE_MAX_PX:
             raise ValueError(f"front_min_scale_px must be in [0, {SCALE_MAX_PX}), got {front_min_scale_px}")
         self.front_min_scale_px = float(front_min_scale_px)
+        unknown = set(front_learned) - set(LAYER_HEADS)
+        if unknown:
+            raise ValueError(f"front_learned names heads {sorted(unknown)}; the front layer's are {list(LAYER_HEADS)}")
+        self.front_learned = tuple(h for h in LAYER_HEADS if h in front_learned)  # canonical order
         self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
         self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
@@ -254,8 +277,10 @@ class UNet(nn.Module):
 
     def gaussians_from(self, raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None) -> Gaussians:
         """:func:`to_gaussians` of this network's raw outputs, with the activation settings it was
-        built with (the opacity band, the front splats' floor), so that no caller passes them by hand."""
-        return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px)
+        built with (the front heads it learns, the opacity band, the front splats' floor), so that no
+        caller passes them by hand."""
+        return to_gaussians(locked_front(raw, self.front_learned), images, K, distance, prior, self.opacity_band,
+                            self.front_min_scale_px)
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
@@ -516,6 +541,7 @@ def architecture(model: UNet) -> dict:
         "opacity_band": model.opacity_band,
         "refine": model.refiner is not None,
         "front_min_scale_px": model.front_min_scale_px,
+        "front_learned": list(model.front_learned),
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -571,7 +597,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
     model = UNet(widths=tuple(card["architecture"]["widths"]), prior=prior is not None,
                  opacity_band=bool(card["architecture"].get("opacity_band", False)),  # older cards: without
                  refine=bool(card["architecture"].get("refine", False)),
-                 front_min_scale_px=float(card["architecture"].get("front_min_scale_px", 0.0)))
+                 front_min_scale_px=float(card["architecture"].get("front_min_scale_px", 0.0)),
+                 front_learned=tuple(card["architecture"].get("front_learned", LAYER_HEADS)))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

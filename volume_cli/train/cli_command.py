@@ -44,6 +44,7 @@ def train(
     network_size: Annotated[int, typer.Option("--network-size", min=0, help="Run the U-Net at this side inside the --size crop (the crop area-averaged to it, its outputs resized back), as the predictor runs it on a bigger crop (0: --size; a multiple of 16 dividing it).")] = 0,
     refine: Annotated[bool, typer.Option("--refine/--no-refine", help="A light refinement head at the crop's own side corrects the front opacity and colour after the U-Net (which runs at --network-size): detail the resized outputs blur.")] = False,
     front_min_scale: Annotated[float, typer.Option("--front-min-scale", min=0.0, max=15.0, help="Floor every axis of the front splats at this many crop pixels (0: none): thin splats reproduce the crop at its own pixel centres but leave a screen-door of gaps in the original frame.")] = 0.0,
+    front_learns: Annotated[str, typer.Option("--front-learns", help="The front layer's heads the network predicts, comma-separated from depth, opacity, scale, rotation, colour, or 'all'; the others keep the untrained values (with --prior: the prior's person mask, 0.5 px round splats, the pixel's colour). 'depth' leaves the input view to the prior and trains what novel views need.")] = "all",
     novel_view_size: Annotated[int, typer.Option("--novel-view-size", min=0, help="Render novel views for the losses at this side (S a multiple of it; 0: S). Half of S saves ~15 % of a CPU step.")] = 0,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (after a linear warm-up).")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up.")] = 500,
@@ -59,6 +60,7 @@ def train(
     input_view_weight: Annotated[float, typer.Option("--input-view-weight", min=0.0, help="Weight of the input view's photometric term (authenticity), beside novel views' 1.")] = 1.0,
     front_alpha_weight: Annotated[float, typer.Option("--front-alpha-weight", min=0.0, help="Weight of the front-alpha term: each pixel's front Gaussian as opaque as the ground truth at that pixel (0: off).")] = 1.0,
     pair_depth_weight: Annotated[float, typer.Option("--pair-depth-weight", min=0.0, help="Weight of the pair-depth term: the stability pair's novel-view depths should agree where both are solid, in 5 cm units (0: off).")] = 0.0,
+    head_input_weight: Annotated[float, typer.Option("--head-input-weight", min=0.0, help="Weight of an extra input-view L1 term inside the head (the prior's fitted head and hair shell, where the person is), where authenticity is scored; needs --prior (0: logged only).")] = 0.0,
     upsampled_input_weight: Annotated[float, typer.Option("--upsampled-input-weight", min=0.0, help="Weight of the input view rendered again at 4x the crop's side against the enlarged target: charges the gaps between thin front splats that a big face in a big photo shows in its own frame (0: off).")] = 0.0,
     input_target_crop: Annotated[float, typer.Option("--input-target-crop", min=0.0, max=1.0, help="Train the input view toward the webcam crop itself where the person is (1) instead of the generator's clean render (0), or a mix: authenticity is scored against the crop, noise and all.")] = 0.0,
     init_weights: Annotated[Optional[Path], typer.Option("--init-weights", exists=True, dir_okay=False, help="Start from these weights (.safetensors with its card; same --widths) instead of random ones: fine-tuning.")] = None,
@@ -106,6 +108,13 @@ def train(
             raise ValueError(f"--size must be a multiple of 16, got {size}")
         if opacity_band and not prior:
             raise ValueError("--opacity-band weights the residual over the prior's person mask: it needs --prior")
+        from volume_cli.predictors.unet import LAYER_HEADS
+
+        learned = LAYER_HEADS if front_learns.strip() == "all" else tuple(h.strip() for h in front_learns.split(",") if h.strip())
+        if not learned or set(learned) - set(LAYER_HEADS):
+            raise ValueError(f"--front-learns takes 'all' or comma-separated heads from {', '.join(LAYER_HEADS)}; got {front_learns!r}")
+        if head_input_weight and not prior:
+            raise ValueError("--head-input-weight finds the head through the prior's fitted head: it needs --prior")
         if network_size and (network_size % 16 or size % network_size or network_size > size):
             raise ValueError(f"--network-size must be a multiple of 16 that divides --size {size}, got {network_size}")
         if novel_view_size and size % novel_view_size:
@@ -116,9 +125,9 @@ def train(
             loss_weights=LossWeights(input_view=input_view_weight, stability=stability_weight if stability else 0.0,
                                      front_alpha=front_alpha_weight,
                                      input_target_crop=input_target_crop, pair_depth=pair_depth_weight,
-                                     upsampled_input_view=upsampled_input_weight),
+                                     upsampled_input_view=upsampled_input_weight, head_input_view=head_input_weight),
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size, network_size=network_size,
-            refine=refine, front_min_scale_px=front_min_scale,
+            refine=refine, front_min_scale_px=front_min_scale, front_learned=learned,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,
             convert_framing=convert_framing or prior, opacity_band=opacity_band,

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from volume_cli.metrics import psnr, ssim
-from volume_cli.predictors.unet import DEFAULT_WIDTHS, UNet, network_at_size, save_weights
+from volume_cli.predictors.unet import DEFAULT_WIDTHS, LAYER_HEADS, UNet, network_at_size, save_weights
 from volume_cli.render import render, resolve_backend
 from volume_cli.train.data import DISTANCE_NOISE, ShardExamples, TrainBatches, render_example
 from volume_cli.train.losses import LossWeights, example_losses
@@ -92,6 +92,8 @@ class TrainConfig:
     refine: bool = False
     # Every axis of a front splat at least this many crop pixels (0: no floor; unet.UNet).
     front_min_scale_px: float = 0.0
+    # The front heads the network learns (unet.locked_front): the rest keep the prior's values.
+    front_learned: tuple[str, ...] = LAYER_HEADS
 
     @property
     def uses_sidecars(self) -> bool:
@@ -101,6 +103,7 @@ class TrainConfig:
         d = asdict(self)
         d["widths"] = list(self.widths)
         d["shard_folders"] = list(self.shard_folders)
+        d["front_learned"] = list(self.front_learned)
         return d
 
     @staticmethod
@@ -108,6 +111,7 @@ class TrainConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         d["shard_folders"] = tuple(d.get("shard_folders", ()))
+        d["front_learned"] = tuple(d.get("front_learned", LAYER_HEADS))  # runs before session 12 learned all
         # Runs from before the front-alpha term trained without it, and from before the crop target
         # toward the clean render.
         d["loss_weights"] = LossWeights(**{"front_alpha": 0.0, "input_target_crop": 0.0, **d["loss_weights"]})
@@ -194,7 +198,7 @@ def train_step(model: UNet, optimizer: torch.optim.Optimizer, batch: dict[str, T
 def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer]:
     torch.manual_seed(config.init_seed)
     model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine,
-                 front_min_scale_px=config.front_min_scale_px).to(device)
+                 front_min_scale_px=config.front_min_scale_px, front_learned=config.front_learned).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 

@@ -30,6 +30,11 @@ random background colour, the targets composited on the same colour):
   0.5), in units of DEPTH_UNIT_M: the geometry's share of the instability, which the colour
   renders see only where the moving splats change colour (session 10: the trained prior
   network's jitter was its geometry, not its colours or opacities);
+* head input view: L1 of the input view inside the head (ground truth solid, and the prior's
+  fitted head or hair shell covers the pixel), which is where ``volume evaluate`` scores
+  authenticity; logged whenever the example has the prior. The whole-crop term above is mostly
+  background and silhouette: on training batches the trained networks scored a third of the
+  untrained one's loss there while being worse on the head (session 11);
 * upsampled input view: the input view rendered again at UPSAMPLED_FACTOR x the crop's side
   against its target enlarged bilinearly. A real photo shows the crop at 3-4 x in its own frame
   (a big face in a big photo); at the crop's own side a front splat covers its pixel centre
@@ -83,6 +88,7 @@ class LossWeights:
     front_alpha: float = 1.0  # 0: off (as the first CPU model, 3000 steps, trained)
     pair_depth: float = 0.0  # 0: off (every run before session 11)
     upsampled_input_view: float = 0.0  # 0: off (every run before session 11)
+    head_input_view: float = 0.0  # 0: logged only (every run before session 12)
     # Not a weight: how far the input view's target moves from the clean render to the crop (0..1).
     input_target_crop: float = 0.0
 
@@ -166,6 +172,8 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
     s = scale_correction(first.depth[0], first.alpha[0], ex["target_depth"][0], ex["target_alpha"][0])
     if weights.front_alpha:
         terms["front_alpha"] = front_alpha_loss(g, ex["target_alpha"][0])
+    if "prior" in ex:
+        terms["head_input_view"] = head_input_view_loss(first.rgb[0], target[0], ex["target_alpha"][0], ex["prior"])
     if weights.upsampled_input_view:
         terms["upsampled_input_view"] = upsampled_input_view_loss(g, views[:1], ex["target_K"][:1], target, bg_tuple, backend)
     terms["scale"] = s
@@ -187,7 +195,7 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
     zero = first.rgb.sum() * 0.0
     total = zero
     for name in ("input_view", "novel_views", "alpha", "depth", "stability", "front_alpha", "pair_depth",
-                 "upsampled_input_view"):
+                 "upsampled_input_view", "head_input_view"):
         if name in terms:
             total = total + getattr(weights, name) * terms[name]
     terms["total"] = total
@@ -204,6 +212,25 @@ def input_view_target(ex: dict[str, Tensor], crop_fraction: float) -> Tensor:
         return clean
     on_crop = _composite(ex["image"][None] * alpha[:, None], alpha, ex["background"])  # crop [3, S, S]
     return clean + crop_fraction * (on_crop - clean)
+
+
+def head_region(input_alpha: Tensor, prior: Tensor) -> Tensor:
+    """[S, S] bool: the input view's solid pixels (ground-truth alpha > SOLID_ALPHA) that the prior's
+    fitted head or hair shell covers (prior [PRIOR_CHANNEL_COUNT, S, S]): the head with its hair,
+    as ``volume evaluate`` scores authenticity, without the shoulders and the background."""
+    from volume_cli.predictors.prior_input import PRIOR_CHANNELS
+
+    head = torch.maximum(prior[PRIOR_CHANNELS.index("head")], prior[PRIOR_CHANNELS.index("shell")]) > 0.5
+    return head & (input_alpha > SOLID_ALPHA)
+
+
+def head_input_view_loss(rendered: Tensor, target: Tensor, input_alpha: Tensor, prior: Tensor) -> Tensor:
+    """Mean |rendered - target| over the :func:`head_region` (rendered, target [S, S, 3]); 0 (with a
+    gradient path) where the region is empty."""
+    region = head_region(input_alpha, prior)
+    if not bool(region.any()):
+        return rendered.sum() * 0.0
+    return (rendered - target).abs()[region].mean()
 
 
 def front_alpha_loss(g: Gaussians, input_alpha: Tensor) -> Tensor:
