@@ -290,6 +290,35 @@ def test_head_input_view_term_scores_the_head_and_not_the_background():
                                                     LossWeights(front_alpha=0.0), backend="torch")
 
 
+def test_perceptual_term_is_lpips_of_every_rendered_view_and_trains_the_splats():
+    """The perceptual term is the shipped LPIPS between each rendered view and its target: zero for
+    a render equal to its target, larger for a blurred one, with a gradient that reaches the
+    splats; views below LPIPS's smallest size are enlarged for it; off unless weighted."""
+    from volume_cli.perceptual import MIN_SIZE, load_lpips
+    from volume_cli.train.losses import perceptual_loss
+
+    g = torch.Generator().manual_seed(0)
+    sharp = torch.rand(2, 32, 32, 3, generator=g)
+    blurred = torch.nn.functional.avg_pool2d(sharp.permute(0, 3, 1, 2), 3, stride=1, padding=1,
+                                             count_include_pad=False).permute(0, 2, 3, 1)
+    assert float(perceptual_loss(sharp, sharp)) == 0.0
+    far = float(perceptual_loss(blurred, sharp))
+    want = float(load_lpips()(blurred.permute(0, 3, 1, 2), sharp.permute(0, 3, 1, 2)).mean())
+    assert far > 0.05 and far == pytest.approx(want, rel=1e-6)
+    tiny = torch.rand(1, MIN_SIZE - 5, MIN_SIZE - 5, 3, generator=g)
+    assert float(perceptual_loss(tiny, torch.zeros_like(tiny))) > 0
+    ex = {k: v[0] for k, v in _batch().items()}
+    ball = _ball()
+    means = ball.means.clone().requires_grad_(True)
+    moved = Gaussians(means=means, quats=ball.quats, log_scales=ball.log_scales, opacity_logits=ball.opacity_logits, sh=ball.sh)
+    plain = example_losses(ball, ex, None, LossWeights(front_alpha=0.0), backend="torch")
+    terms = example_losses(moved, ex, None, LossWeights(front_alpha=0.0, perceptual=0.5), backend="torch")
+    assert "perceptual" not in plain and float(terms["perceptual"].detach()) > 0
+    assert float((terms["total"] - plain["total"]).detach()) == pytest.approx(0.5 * float(terms["perceptual"].detach()), rel=1e-4)
+    terms["perceptual"].backward()
+    assert float(means.grad.abs().max()) > 0
+
+
 def test_pair_depth_term_measures_the_partners_depth_where_both_are_solid():
     from volume_cli.train.losses import DEPTH_UNIT_M, pair_depth_loss
 

@@ -47,9 +47,11 @@ scaled, targets area-averaged, depth sampled at the nearest pixel), which saves 
 rasteriser's cost (most of a CPU step); the input view is always full size, since that is where
 authenticity is learned.
 
-No perceptual term yet: volume_cli/perceptual.py now gives LPIPS offline (the stlpips wheel's
-weights), which `volume evaluate` reports; the learned predictor's next training run (issue 10)
-is where it becomes a loss.
+* perceptual: LPIPS (volume_cli.perceptual: the shift-tolerant AlexNet whose weights ship in the
+  stlpips wheel, offline) between every rendered view (input and novel, on the background) and its
+  target, as VoluMe trains with a perceptual term beside L1 and SSIM; ``volume evaluate`` reports
+  the same network's distance. Off unless weighted. Views smaller than its MIN_SIZE are enlarged
+  (bilinear) for it.
 
 Scale correction (VoluMe trains with it: from one image the head's size and distance are known
 only up to a common scale, and its error should not be charged to the shape): the least-squares
@@ -89,6 +91,7 @@ class LossWeights:
     pair_depth: float = 0.0  # 0: off (every run before session 11)
     upsampled_input_view: float = 0.0  # 0: off (every run before session 11)
     head_input_view: float = 0.0  # 0: logged only (every run before session 12)
+    perceptual: float = 0.0  # 0: off (every run before session 12)
     # Not a weight: how far the input view's target moves from the clean render to the crop (0..1).
     input_target_crop: float = 0.0
 
@@ -192,14 +195,33 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
             terms["stability"] = stability_loss(novel.rgb, novel.alpha, other.rgb, other.alpha)
             if weights.pair_depth:
                 terms["pair_depth"] = pair_depth_loss(novel.depth, novel.alpha, other.depth, other.alpha)
+    if weights.perceptual:
+        rendered, wanted = [first.rgb], [target]
+        if num_views > 1:
+            rendered.append(novel.rgb)
+            wanted.append(_composite(novel_rgb, novel_alpha, bg))
+        terms["perceptual"] = perceptual_loss(torch.cat(rendered), torch.cat(wanted))
     zero = first.rgb.sum() * 0.0
     total = zero
     for name in ("input_view", "novel_views", "alpha", "depth", "stability", "front_alpha", "pair_depth",
-                 "upsampled_input_view", "head_input_view"):
+                 "upsampled_input_view", "head_input_view", "perceptual"):
         if name in terms:
             total = total + getattr(weights, name) * terms[name]
     terms["total"] = total
     return terms
+
+
+def perceptual_loss(rendered: Tensor, target: Tensor) -> Tensor:
+    """Mean LPIPS distance of views rendered [C, H, W, 3] against their targets [C, H, W, 3] (both
+    in [0, 1] on the same background); differentiable with respect to ``rendered``."""
+    from volume_cli.perceptual import MIN_SIZE, load_lpips
+
+    a, b = rendered.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)
+    if min(a.shape[-2:]) < MIN_SIZE:  # too small for the network's five stages
+        factor = -(-MIN_SIZE // min(a.shape[-2:]))
+        a = torch.nn.functional.interpolate(a, scale_factor=factor, mode="bilinear", align_corners=False)
+        b = torch.nn.functional.interpolate(b, scale_factor=factor, mode="bilinear", align_corners=False)
+    return load_lpips(rendered.device)(a.float(), b.float()).mean()
 
 
 def input_view_target(ex: dict[str, Tensor], crop_fraction: float) -> Tensor:
