@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -323,6 +324,40 @@ def test_front_learned_keeps_the_prior_front_layer_where_the_network_is_not_aske
     assert U.load_weights(path)[0].front_learned == U.LAYER_HEADS
     with pytest.raises(ValueError, match="front_learned"):
         U.UNet((16, 16, 32, 32, 32), front_learned=("depth", "offset"))
+
+
+def test_front_depth_cells_bend_the_prior_surface_without_rippling_it(tmp_path):
+    """With ``front_depth_cells`` the front depth residual is an average over that grid, smoothly
+    interpolated: a residual that alternates row by row (the ribbing seen on real faces) averages
+    away, a smooth one passes nearly unchanged, and an untrained network is still exactly the
+    prior's surface, at any crop side that is a multiple of 16. The card records the cell count."""
+    from volume_cli.predictors import unet as U
+
+    torch.manual_seed(0)
+    model = U.UNet((16, 16, 32, 32, 32), prior=True, front_learned=("depth",), front_depth_cells=8)
+    base = torch.tensor([b for h in U.HEADS for b in h.bias])
+    sl = U.HEAD_SLICES[("depth", 0)]
+    for size in (32, 64):
+        raw = base[None, :, None, None].expand(1, -1, size, size).clone()
+        untouched = U.coarse_front_depth(raw, 8)
+        torch.testing.assert_close(untouched, raw)  # constant in: the same out
+        rows = torch.arange(size, dtype=torch.float32)
+        ribbed = raw.clone()
+        ribbed[:, sl] += 0.5 * torch.where(rows % 2 == 0, 1.0, -1.0)[:, None]  # alternate rows
+        assert float((U.coarse_front_depth(ribbed, 8) - raw)[:, sl].abs().max()) < 1e-6
+        smooth = raw.clone()
+        smooth[:, sl] += 0.3 * torch.sin(rows / size * math.pi)[:, None]  # one bend across the crop
+        kept = U.coarse_front_depth(smooth, 8)
+        error = (kept - smooth)[:, sl].abs()
+        assert float(error.mean()) < 0.01 and float(error.max()) < 0.08  # the most in the border's half cell
+        others = [c for c in range(U.OUT_CHANNELS) if not sl.start <= c < sl.stop]
+        torch.testing.assert_close(kept[:, others], smooth[:, others], atol=0, rtol=0)
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(model, path, {"config": {"size": 64}, "steps": 0})["architecture"]["front_depth_cells"] == 8
+    assert U.load_weights(path)[0].front_depth_cells == 8
+    for cells in (-1, 12):
+        with pytest.raises(ValueError, match="front_depth_cells"):
+            U.UNet((16, 16, 32, 32, 32), prior=True, front_depth_cells=cells)
 
 
 @needs_synth

@@ -172,6 +172,24 @@ def locked_front(raw: Tensor, learned: tuple[str, ...]) -> Tensor:
         bias = torch.tensor(h.bias, dtype=raw.dtype, device=raw.device)
         raw[:, HEAD_SLICES[(h.name, 0)]] = bias[None, :, None, None].expand(raw.shape[0], -1, *raw.shape[2:])
     return raw
+
+
+def coarse_front_depth(raw: Tensor, cells: int) -> Tensor:
+    """raw [B, OUT_CHANNELS, S, S] with the front depth channel averaged over a ``cells`` x
+    ``cells`` grid and interpolated back (bilinear), whatever S: a residual over the prior's surface
+    that can bend it (a jaw, an ear, the hair's depth) but not ripple it pixel by pixel. Trained
+    per pixel, the residual came out ribbed on real faces, stripes across the cheeks seen from the
+    side (session 12). S must be a multiple of ``cells``."""
+    s = raw.shape[-1]
+    if s % cells:
+        raise ValueError(f"a front depth on {cells} x {cells} cells needs a crop side that is a multiple of it, got {s}")
+    sl = HEAD_SLICES[("depth", 0)]
+    smooth = F.interpolate(F.avg_pool2d(raw[:, sl].float(), s // cells), size=(s, s), mode="bilinear", align_corners=False)
+    raw = raw.clone()
+    raw[:, sl] = smooth.to(raw.dtype)
+    return raw
+
+
 # With the prior, the front opacity starts at the person mask clamped to this margin (a logit of
 # +-4.6): confident, yet within reach of a few steps of training where the mask is wrong.
 PERSON_CLAMP = 0.01
@@ -243,13 +261,16 @@ class UNet(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
-                 refine: bool = False, front_min_scale_px: float = 0.0, front_learned: tuple[str, ...] = LAYER_HEADS) -> None:
+                 refine: bool = False, front_min_scale_px: float = 0.0, front_learned: tuple[str, ...] = LAYER_HEADS,
+                 front_depth_cells: int = 0) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
         opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
         refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
         crop's side (:func:`network_at_size` applies it); front_min_scale_px: every axis of
         a front splat at least this many crop pixels (0: SCALE_MIN_PX, as before); front_learned:
-        the front heads the network predicts (the others keep their initial values: :func:`locked_front`)."""
+        the front heads the network predicts (the others keep their initial values: :func:`locked_front`);
+        front_depth_cells: the front depth residual on that many cells a side (:func:`coarse_front_depth`;
+        0: per pixel)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
@@ -266,6 +287,10 @@ class UNet(nn.Module):
         if unknown:
             raise ValueError(f"front_learned names heads {sorted(unknown)}; the front layer's are {list(LAYER_HEADS)}")
         self.front_learned = tuple(h for h in LAYER_HEADS if h in front_learned)  # canonical order
+        # Every crop the U-Net takes is a multiple of 16 a side: a divisor of 16 fits all of them.
+        if front_depth_cells < 0 or (front_depth_cells and 2 ** (LEVELS - 1) % front_depth_cells):
+            raise ValueError(f"front_depth_cells must be 0 (per pixel) or divide {2 ** (LEVELS - 1)}, got {front_depth_cells}")
+        self.front_depth_cells = int(front_depth_cells)
         self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
         self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
@@ -279,8 +304,10 @@ class UNet(nn.Module):
         """:func:`to_gaussians` of this network's raw outputs, with the activation settings it was
         built with (the front heads it learns, the opacity band, the front splats' floor), so that no
         caller passes them by hand."""
-        return to_gaussians(locked_front(raw, self.front_learned), images, K, distance, prior, self.opacity_band,
-                            self.front_min_scale_px)
+        raw = locked_front(raw, self.front_learned)
+        if self.front_depth_cells:
+            raw = coarse_front_depth(raw, self.front_depth_cells)
+        return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px)
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
@@ -542,6 +569,7 @@ def architecture(model: UNet) -> dict:
         "refine": model.refiner is not None,
         "front_min_scale_px": model.front_min_scale_px,
         "front_learned": list(model.front_learned),
+        "front_depth_cells": model.front_depth_cells,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -598,7 +626,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
                  opacity_band=bool(card["architecture"].get("opacity_band", False)),  # older cards: without
                  refine=bool(card["architecture"].get("refine", False)),
                  front_min_scale_px=float(card["architecture"].get("front_min_scale_px", 0.0)),
-                 front_learned=tuple(card["architecture"].get("front_learned", LAYER_HEADS)))
+                 front_learned=tuple(card["architecture"].get("front_learned", LAYER_HEADS)),
+                 front_depth_cells=int(card["architecture"].get("front_depth_cells", 0)))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

@@ -45,6 +45,7 @@ def train(
     refine: Annotated[bool, typer.Option("--refine/--no-refine", help="A light refinement head at the crop's own side corrects the front opacity and colour after the U-Net (which runs at --network-size): detail the resized outputs blur.")] = False,
     front_min_scale: Annotated[float, typer.Option("--front-min-scale", min=0.0, max=15.0, help="Floor every axis of the front splats at this many crop pixels (0: none): thin splats reproduce the crop at its own pixel centres but leave a screen-door of gaps in the original frame.")] = 0.0,
     front_learns: Annotated[str, typer.Option("--front-learns", help="The front layer's heads the network predicts, comma-separated from depth, opacity, scale, rotation, colour, or 'all'; the others keep the untrained values (with --prior: the prior's person mask, 0.5 px round splats, the pixel's colour). 'depth' leaves the input view to the prior and trains what novel views need.")] = "all",
+    front_depth_cells: Annotated[int, typer.Option("--front-depth-cells", min=0, help="Predict the front depth residual on this many cells a side (1, 2, 4, 8 or 16), interpolated smoothly (0: per pixel): the prior's surface bent, not rippled.")] = 0,
     novel_view_size: Annotated[int, typer.Option("--novel-view-size", min=0, help="Render novel views for the losses at this side (S a multiple of it; 0: S). Half of S saves ~15 % of a CPU step.")] = 0,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (after a linear warm-up).")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up.")] = 500,
@@ -114,6 +115,8 @@ def train(
         learned = LAYER_HEADS if front_learns.strip() == "all" else tuple(h.strip() for h in front_learns.split(",") if h.strip())
         if not learned or set(learned) - set(LAYER_HEADS):
             raise ValueError(f"--front-learns takes 'all' or comma-separated heads from {', '.join(LAYER_HEADS)}; got {front_learns!r}")
+        if front_depth_cells and 16 % front_depth_cells:
+            raise ValueError(f"--front-depth-cells must be 1, 2, 4, 8 or 16 (every crop side is a multiple of 16), got {front_depth_cells}")
         if head_input_weight and not prior:
             raise ValueError("--head-input-weight finds the head through the prior's fitted head: it needs --prior")
         if network_size and (network_size % 16 or size % network_size or network_size > size):
@@ -129,7 +132,7 @@ def train(
                                      upsampled_input_view=upsampled_input_weight, head_input_view=head_input_weight,
                                      perceptual=perceptual_weight),
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size, network_size=network_size,
-            refine=refine, front_min_scale_px=front_min_scale, front_learned=learned,
+            refine=refine, front_min_scale_px=front_min_scale, front_learned=learned, front_depth_cells=front_depth_cells,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,
             convert_framing=convert_framing or prior, opacity_band=opacity_band,

@@ -94,6 +94,8 @@ class TrainConfig:
     front_min_scale_px: float = 0.0
     # The front heads the network learns (unet.locked_front): the rest keep the prior's values.
     front_learned: tuple[str, ...] = LAYER_HEADS
+    # The front depth residual on this many cells a side (unet.coarse_front_depth); 0: per pixel.
+    front_depth_cells: int = 0
 
     @property
     def uses_sidecars(self) -> bool:
@@ -198,7 +200,8 @@ def train_step(model: UNet, optimizer: torch.optim.Optimizer, batch: dict[str, T
 def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer]:
     torch.manual_seed(config.init_seed)
     model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine,
-                 front_min_scale_px=config.front_min_scale_px, front_learned=config.front_learned).to(device)
+                 front_min_scale_px=config.front_min_scale_px, front_learned=config.front_learned,
+                 front_depth_cells=config.front_depth_cells).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
