@@ -360,6 +360,45 @@ def test_front_depth_cells_bend_the_prior_surface_without_rippling_it(tmp_path):
             U.UNet((16, 16, 32, 32, 32), prior=True, front_depth_cells=cells)
 
 
+def test_front_size_at_own_depth_keeps_each_front_splats_footprint_in_the_input_view(tmp_path):
+    """With ``front_size_at_own_depth`` a front splat's size is its crop pixels at its own depth:
+    moved along its ray, it projects to the same size in the input camera (size / z constant), as
+    the slow reference (project the splat's 1-sigma edge point through K) confirms; without it a
+    splat pushed away shrinks there. The back layer is as before. The card records it."""
+    from volume_cli.predictors import unet as U
+
+    size, d = 16, 0.6
+    f = size * d / 0.4
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    prior = _random_prior(1, size)
+    raw = torch.tensor([b for h in U.HEADS for b in h.bias])[None, :, None, None].expand(1, -1, size, size).clone()
+    pushed = raw.clone()
+    pushed[:, U.HEAD_SLICES[("depth", 0)]] += torch.linspace(-0.5, 0.5, size)[None, None, :, None]  # rows moved apart
+    n = size * size
+
+    def footprint_px(g):  # [n]: the 1-sigma x extent of each front splat, projected through K
+        centre = g.means[0, :n]
+        edge = centre + torch.stack([g.log_scales[0, :n, 0].exp(), torch.zeros(n), torch.zeros(n)], -1)
+        u = lambda p: K[0, 0, 0] * p[:, 0] / p[:, 2] + K[0, 0, 2]
+        return u(edge) - u(centre)
+
+    for own, moves in ((True, False), (False, True)):
+        before = U.to_gaussians(raw, images, K, torch.tensor([d]), prior, front_size_at_own_depth=own)
+        after = U.to_gaussians(pushed, images, K, torch.tensor([d]), prior, front_size_at_own_depth=own)
+        assert float((after.means[0, :n, 2] - before.means[0, :n, 2]).abs().max()) > 0.05
+        change = (footprint_px(after) / footprint_px(before) - 1).abs().max()
+        assert (float(change) > 0.05) == moves, (own, float(change))
+        torch.testing.assert_close(after.log_scales[0, n:], before.log_scales[0, n:])
+    plain = U.to_gaussians(raw, images, K, torch.tensor([d]), prior)
+    assert float(footprint_px(plain).mean()) == pytest.approx(0.5, rel=0.25)  # 0.5 crop px near the head distance
+    torch.manual_seed(0)
+    model = U.UNet((16, 16, 32, 32, 32), prior=True, front_size_at_own_depth=True)
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(model, path, {"config": {"size": 64}, "steps": 0})["architecture"]["front_size_at_own_depth"] is True
+    assert U.load_weights(path)[0].front_size_at_own_depth
+
+
 @needs_synth
 def test_a_prior_network_predicts_a_real_framed_crop_from_its_prior(tmp_path):
     from volume_cli.pipeline import crop_batch

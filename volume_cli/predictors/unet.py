@@ -159,11 +159,11 @@ _HEAD_BIAS = {(h.name, h.layer): h.bias[0] for h in HEADS}
 def locked_front(raw: Tensor, learned: tuple[str, ...]) -> Tensor:
     """raw [B, OUT_CHANNELS, S, S] with every front head NOT in ``learned`` set to its initial bias,
     so that :func:`to_gaussians` gives those quantities exactly as an untrained network (with the
-    prior: the prior's) and no gradient reaches them. Authenticity lives in the front layer's
-    opacity, shape and colour; a network trained at 64 px learned per-grid-pixel versions of them
-    that fail once resized to the crop and seen in the original frame (session 11), while its depth
-    (smooth, invisible from the input camera: each front splat stays on its pixel's ray) and the
-    back layer are what novel views need."""
+    prior: the prior's) and no gradient reaches them. Authenticity lives mostly in the front
+    layer's opacity, shape and colour; a network trained at 64 px learned per-grid-pixel versions
+    of them that fail once resized to the crop and seen in the original frame (session 11). Its
+    depth moves each front splat only along its pixel's ray, which the input camera sees only
+    through the order in which neighbours overlap (see weights/experiments/s12_front_locked)."""
     locked = [h for h in HEADS if h.layer == 0 and h.name not in learned]
     if not locked:
         return raw
@@ -262,7 +262,7 @@ class UNet(nn.Module):
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
                  refine: bool = False, front_min_scale_px: float = 0.0, front_learned: tuple[str, ...] = LAYER_HEADS,
-                 front_depth_cells: int = 0) -> None:
+                 front_depth_cells: int = 0, front_size_at_own_depth: bool = False) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
         opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
         refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
@@ -270,7 +270,8 @@ class UNet(nn.Module):
         a front splat at least this many crop pixels (0: SCALE_MIN_PX, as before); front_learned:
         the front heads the network predicts (the others keep their initial values: :func:`locked_front`);
         front_depth_cells: the front depth residual on that many cells a side (:func:`coarse_front_depth`;
-        0: per pixel)."""
+        0: per pixel); front_size_at_own_depth: front splat sizes in crop pixels at the splat's own
+        depth (:func:`to_gaussians`)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
@@ -291,6 +292,7 @@ class UNet(nn.Module):
         if front_depth_cells < 0 or (front_depth_cells and 2 ** (LEVELS - 1) % front_depth_cells):
             raise ValueError(f"front_depth_cells must be 0 (per pixel) or divide {2 ** (LEVELS - 1)}, got {front_depth_cells}")
         self.front_depth_cells = int(front_depth_cells)
+        self.front_size_at_own_depth = bool(front_size_at_own_depth)
         self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
         self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
@@ -307,7 +309,8 @@ class UNet(nn.Module):
         raw = locked_front(raw, self.front_learned)
         if self.front_depth_cells:
             raw = coarse_front_depth(raw, self.front_depth_cells)
-        return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px)
+        return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px,
+                            self.front_size_at_own_depth)
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
@@ -354,7 +357,7 @@ def run_network(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: 
 
 
 def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None = None,
-                 opacity_band: bool = False, front_min_scale_px: float = 0.0) -> Gaussians:
+                 opacity_band: bool = False, front_min_scale_px: float = 0.0, front_size_at_own_depth: bool = False) -> Gaussians:
     """Activate raw head outputs [B, OUT_CHANNELS, S, S] into Gaussians [B, 2 S S, ...] in the
     virtual-camera frame (see :data:`HEADS` for each activation).
 
@@ -363,7 +366,9 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
     crop's prior channels [B, PRIOR_CHANNEL_COUNT, S, S] for a network with the prior: its front
     layer is then a residual over them (the initial biases give exactly the proxy surface and the
     person mask); opacity_band: the front-opacity residual scaled by :func:`person_band`;
-    front_min_scale_px: the front splats' axes floored there (crop pixels).
+    front_min_scale_px: the front splats' axes floored there (crop pixels); front_size_at_own_depth:
+    a front splat's size is in crop pixels at its own depth rather than at the head's distance, so
+    that from the input camera it covers the same pixels whatever depth it is given.
     """
     b, _, s, _ = raw.shape
     raw = raw.float()
@@ -403,10 +408,14 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
             if band is not None:  # the residual, measured from the head's initial value, scaled
                 opacity = _HEAD_BIAS[("opacity", 0)] + band * (opacity - _HEAD_BIAS[("opacity", 0)])
             opacity = opacity + base_logit
+        # metres per crop pixel where the splat is: at the head's distance, or (front layer, when
+        # asked) at its own depth, which a trained network otherwise uses to shrink or grow its
+        # front splats in the input view (session 12: moved ~6 cm along their rays on average)
+        metres_per_px = z / K[:, 0, 0].float()[:, None, None] if layer == 0 and front_size_at_own_depth else pixel_m
         layers.append(dict(
             means=means,
             quats=get("rotation", layer),  # the container normalises on activation
-            log_scales=torch.log(scale_px * pixel_m),
+            log_scales=torch.log(scale_px * metres_per_px),
             opacity_logits=opacity[..., 0],
             sh=rgb_to_sh_dc(rgb)[:, :, None, :],
         ))
@@ -570,6 +579,7 @@ def architecture(model: UNet) -> dict:
         "front_min_scale_px": model.front_min_scale_px,
         "front_learned": list(model.front_learned),
         "front_depth_cells": model.front_depth_cells,
+        "front_size_at_own_depth": model.front_size_at_own_depth,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -627,7 +637,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
                  refine=bool(card["architecture"].get("refine", False)),
                  front_min_scale_px=float(card["architecture"].get("front_min_scale_px", 0.0)),
                  front_learned=tuple(card["architecture"].get("front_learned", LAYER_HEADS)),
-                 front_depth_cells=int(card["architecture"].get("front_depth_cells", 0)))
+                 front_depth_cells=int(card["architecture"].get("front_depth_cells", 0)),
+                 front_size_at_own_depth=bool(card["architecture"].get("front_size_at_own_depth", False)))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

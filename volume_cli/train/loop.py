@@ -96,6 +96,8 @@ class TrainConfig:
     front_learned: tuple[str, ...] = LAYER_HEADS
     # The front depth residual on this many cells a side (unet.coarse_front_depth); 0: per pixel.
     front_depth_cells: int = 0
+    # Front splat sizes in crop pixels at their own depth (unet.to_gaussians), not the head's distance.
+    front_size_at_own_depth: bool = False
 
     @property
     def uses_sidecars(self) -> bool:
@@ -201,7 +203,8 @@ def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer
     torch.manual_seed(config.init_seed)
     model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine,
                  front_min_scale_px=config.front_min_scale_px, front_learned=config.front_learned,
-                 front_depth_cells=config.front_depth_cells).to(device)
+                 front_depth_cells=config.front_depth_cells,
+                 front_size_at_own_depth=config.front_size_at_own_depth).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
