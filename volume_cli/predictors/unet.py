@@ -177,9 +177,10 @@ def locked_front(raw: Tensor, learned: tuple[str, ...]) -> Tensor:
 def coarse_front_depth(raw: Tensor, cells: int) -> Tensor:
     """raw [B, OUT_CHANNELS, S, S] with the front depth channel averaged over a ``cells`` x
     ``cells`` grid and interpolated back (bilinear), whatever S: a residual over the prior's surface
-    that can bend it (a jaw, an ear, the hair's depth) but not ripple it pixel by pixel. Trained
-    per pixel, the residual came out ribbed on real faces, stripes across the cheeks seen from the
-    side (session 12). S must be a multiple of ``cells``."""
+    that can bend it (a jaw, an ear, the hair's depth) but not ripple it pixel by pixel. (Session
+    12 tried it against the stripes trained networks show across real cheeks from the side: they
+    stayed, so they are not the depth; the per-pixel residual changed by < 1 mm row to row.)
+    S must be a multiple of ``cells``."""
     s = raw.shape[-1]
     if s % cells:
         raise ValueError(f"a front depth on {cells} x {cells} cells needs a crop side that is a multiple of it, got {s}")
