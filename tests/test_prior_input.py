@@ -399,6 +399,45 @@ def test_front_size_at_own_depth_keeps_each_front_splats_footprint_in_the_input_
     assert U.load_weights(path)[0].front_size_at_own_depth
 
 
+def test_front_depth_shape_only_keeps_the_face_where_the_prior_put_it(tmp_path):
+    """With ``front_depth_shape_only`` the front depth residual loses its mean over the person
+    (weighted by the mask): a residual that moves the whole face along the rays changes nothing,
+    one that bends it keeps its shape less its mean; the back layer is untouched. Needs the prior;
+    the card records it."""
+    from volume_cli.predictors import unet as U
+
+    size, d = 16, 0.6
+    f = size * d / 0.4
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    prior = _random_prior(1, size)
+    raw = torch.tensor([b for h in U.HEADS for b in h.bias])[None, :, None, None].expand(1, -1, size, size).clone()
+    sl, n = U.HEAD_SLICES[("depth", 0)], size * size
+    args = (images, K, torch.tensor([d]), prior)
+    start = U.to_gaussians(raw, *args, front_depth_shape_only=True).means[0, :n, 2]
+    torch.testing.assert_close(start, U.to_gaussians(raw, *args).means[0, :n, 2])  # untrained: the prior
+    shifted = raw.clone()
+    shifted[:, sl] += 0.3  # the whole face ~5 cm further
+    assert float((U.to_gaussians(shifted, *args).means[0, :n, 2] - start).min()) > 0.04
+    torch.testing.assert_close(U.to_gaussians(shifted, *args, front_depth_shape_only=True).means[0, :n, 2], start,
+                               atol=2e-3, rtol=0)  # tanh is not linear: a constant raw shift is nearly one in metres
+    bent = raw.clone()
+    bent[:, sl] += 0.3 * torch.linspace(-1, 1, size)[None, None, :, None]
+    free = U.to_gaussians(bent, *args).means[0, :n, 2] - start
+    kept = U.to_gaussians(bent, *args, front_depth_shape_only=True).means[0, :n, 2] - start
+    person = prior[0, CH["person"]].reshape(n)
+    assert float((person * kept).sum() / person.sum()) == pytest.approx(0.0, abs=1e-6)
+    torch.testing.assert_close(kept - kept.mean(), free - free.mean(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(U.to_gaussians(bent, *args, front_depth_shape_only=True).means[0, n:],
+                               U.to_gaussians(bent, *args).means[0, n:])
+    model = U.UNet((16, 16, 32, 32, 32), prior=True, front_depth_shape_only=True)
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(model, path, {"config": {"size": 64}, "steps": 0})["architecture"]["front_depth_shape_only"] is True
+    assert U.load_weights(path)[0].front_depth_shape_only
+    with pytest.raises(ValueError, match="prior"):
+        U.UNet((16, 16, 32, 32, 32), front_depth_shape_only=True)
+
+
 @needs_synth
 def test_a_prior_network_predicts_a_real_framed_crop_from_its_prior(tmp_path):
     from volume_cli.pipeline import crop_batch

@@ -515,8 +515,8 @@ def test_cli_train_resume_and_errors(tmp_path):
     bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), "--network-size", "24"])
     assert bad.exit_code == 1 and "--network-size" in bad.stderr
     for option, value in (("--front-learns", "depth,offset"), ("--front-learns", ","), ("--head-input-weight", "1"),
-                          ("--front-depth-cells", "12")):
-        bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), option, value])  # offset: the back layer's; no --prior
+                          ("--front-depth-cells", "12"), ("--front-depth-shape-only", None)):
+        bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), option] + ([value] if value else []))  # offset: the back layer's; no --prior
         assert bad.exit_code == 1 and option in bad.stderr, (option, value, bad.output)
     assert not (tmp_path / "other").exists()
 

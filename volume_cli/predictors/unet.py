@@ -263,7 +263,8 @@ class UNet(nn.Module):
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
                  refine: bool = False, front_min_scale_px: float = 0.0, front_learned: tuple[str, ...] = LAYER_HEADS,
-                 front_depth_cells: int = 0, front_size_at_own_depth: bool = False) -> None:
+                 front_depth_cells: int = 0, front_size_at_own_depth: bool = False,
+                 front_depth_shape_only: bool = False) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
         opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
         refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
@@ -272,7 +273,8 @@ class UNet(nn.Module):
         the front heads the network predicts (the others keep their initial values: :func:`locked_front`);
         front_depth_cells: the front depth residual on that many cells a side (:func:`coarse_front_depth`;
         0: per pixel); front_size_at_own_depth: front splat sizes in crop pixels at the splat's own
-        depth (:func:`to_gaussians`)."""
+        depth (:func:`to_gaussians`); front_depth_shape_only (with prior): the front depth residual's
+        mean over the person removed (:func:`to_gaussians`)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
@@ -294,6 +296,9 @@ class UNet(nn.Module):
             raise ValueError(f"front_depth_cells must be 0 (per pixel) or divide {2 ** (LEVELS - 1)}, got {front_depth_cells}")
         self.front_depth_cells = int(front_depth_cells)
         self.front_size_at_own_depth = bool(front_size_at_own_depth)
+        if front_depth_shape_only and not prior:
+            raise ValueError("front_depth_shape_only removes the residual's mean over the prior's person mask: it needs prior=True")
+        self.front_depth_shape_only = bool(front_depth_shape_only)
         self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
         self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
@@ -311,7 +316,7 @@ class UNet(nn.Module):
         if self.front_depth_cells:
             raw = coarse_front_depth(raw, self.front_depth_cells)
         return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px,
-                            self.front_size_at_own_depth)
+                            self.front_size_at_own_depth, self.front_depth_shape_only)
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
@@ -358,7 +363,8 @@ def run_network(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: 
 
 
 def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None = None,
-                 opacity_band: bool = False, front_min_scale_px: float = 0.0, front_size_at_own_depth: bool = False) -> Gaussians:
+                 opacity_band: bool = False, front_min_scale_px: float = 0.0, front_size_at_own_depth: bool = False,
+                 front_depth_shape_only: bool = False) -> Gaussians:
     """Activate raw head outputs [B, OUT_CHANNELS, S, S] into Gaussians [B, 2 S S, ...] in the
     virtual-camera frame (see :data:`HEADS` for each activation).
 
@@ -369,7 +375,10 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
     person mask); opacity_band: the front-opacity residual scaled by :func:`person_band`;
     front_min_scale_px: the front splats' axes floored there (crop pixels); front_size_at_own_depth:
     a front splat's size is in crop pixels at its own depth rather than at the head's distance, so
-    that from the input camera it covers the same pixels whatever depth it is given.
+    that from the input camera it covers the same pixels whatever depth it is given;
+    front_depth_shape_only (with the prior): the front depth residual has its mean over the person
+    (weighted by the person mask) removed, so the network reshapes the prior's surface but leaves
+    the head where convert's framing put it.
     """
     b, _, s, _ = raw.shape
     raw = raw.float()
@@ -397,6 +406,13 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
         z = distance.float()[:, None, None] + DEPTH_SPAN_M * torch.tanh(get("depth", layer))
         if layer == 0 and base_depth is not None:
             z = z + base_depth
+            if front_depth_shape_only:
+                # Trained freely, the residual moved whole faces 6-8 cm along the rays (session
+                # 12), a shift the scale-corrected novel views forgive; only its shape is kept.
+                residual = DEPTH_SPAN_M * (torch.tanh(get("depth", 0)) - math.tanh(_HEAD_BIAS[("depth", 0)]))
+                weight = channel("person")
+                mean = (weight * residual).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp_min(1e-6)
+                z = z - mean
         means = rays * z
         if ("offset", layer) in HEAD_SLICES:
             means = means + OFFSET_MAX_M * torch.tanh(get("offset", layer))
@@ -581,6 +597,7 @@ def architecture(model: UNet) -> dict:
         "front_learned": list(model.front_learned),
         "front_depth_cells": model.front_depth_cells,
         "front_size_at_own_depth": model.front_size_at_own_depth,
+        "front_depth_shape_only": model.front_depth_shape_only,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -639,7 +656,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
                  front_min_scale_px=float(card["architecture"].get("front_min_scale_px", 0.0)),
                  front_learned=tuple(card["architecture"].get("front_learned", LAYER_HEADS)),
                  front_depth_cells=int(card["architecture"].get("front_depth_cells", 0)),
-                 front_size_at_own_depth=bool(card["architecture"].get("front_size_at_own_depth", False)))
+                 front_size_at_own_depth=bool(card["architecture"].get("front_size_at_own_depth", False)),
+                 front_depth_shape_only=bool(card["architecture"].get("front_depth_shape_only", False)))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

@@ -47,6 +47,7 @@ def train(
     front_learns: Annotated[str, typer.Option("--front-learns", help="The front layer's heads the network predicts, comma-separated from depth, opacity, scale, rotation, colour, or 'all'; the others keep the untrained values (with --prior: the prior's person mask, 0.5 px round splats, the pixel's colour). 'depth' leaves the input view to the prior and trains what novel views need.")] = "all",
     front_depth_cells: Annotated[int, typer.Option("--front-depth-cells", min=0, help="Predict the front depth residual on this many cells a side (1, 2, 4, 8 or 16), interpolated smoothly (0: per pixel): the prior's surface bent, not rippled.")] = 0,
     front_size_at_own_depth: Annotated[bool, typer.Option("--front-size-at-own-depth/--front-size-at-head", help="Size each front splat in crop pixels at its own depth instead of at the head's distance: its footprint in the input view then does not change with the depth the network gives it.")] = False,
+    front_depth_shape_only: Annotated[bool, typer.Option("--front-depth-shape-only/--front-depth-free", help="With --prior: remove the front depth residual's mean over the person, so the network reshapes the prior's surface but cannot move the whole face along the rays (trained freely it moved faces 6-8 cm).")] = False,
     novel_view_size: Annotated[int, typer.Option("--novel-view-size", min=0, help="Render novel views for the losses at this side (S a multiple of it; 0: S). Half of S saves ~15 % of a CPU step.")] = 0,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (after a linear warm-up).")] = 2e-4,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps", min=0, help="Linear learning-rate warm-up.")] = 500,
@@ -118,6 +119,8 @@ def train(
             raise ValueError(f"--front-learns takes 'all' or comma-separated heads from {', '.join(LAYER_HEADS)}; got {front_learns!r}")
         if front_depth_cells and 16 % front_depth_cells:
             raise ValueError(f"--front-depth-cells must be 1, 2, 4, 8 or 16 (every crop side is a multiple of 16), got {front_depth_cells}")
+        if front_depth_shape_only and not prior:
+            raise ValueError("--front-depth-shape-only measures the residual over the prior's person mask: it needs --prior")
         if head_input_weight and not prior:
             raise ValueError("--head-input-weight finds the head through the prior's fitted head: it needs --prior")
         if network_size and (network_size % 16 or size % network_size or network_size > size):
@@ -134,7 +137,7 @@ def train(
                                      perceptual=perceptual_weight),
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size, network_size=network_size,
             refine=refine, front_min_scale_px=front_min_scale, front_learned=learned, front_depth_cells=front_depth_cells,
-            front_size_at_own_depth=front_size_at_own_depth,
+            front_size_at_own_depth=front_size_at_own_depth, front_depth_shape_only=front_depth_shape_only,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,
             convert_framing=convert_framing or prior, opacity_band=opacity_band,

@@ -98,6 +98,8 @@ class TrainConfig:
     front_depth_cells: int = 0
     # Front splat sizes in crop pixels at their own depth (unet.to_gaussians), not the head's distance.
     front_size_at_own_depth: bool = False
+    # With prior: the front depth residual's mean over the person removed (unet.to_gaussians).
+    front_depth_shape_only: bool = False
 
     @property
     def uses_sidecars(self) -> bool:
@@ -204,7 +206,8 @@ def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer
     model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine,
                  front_min_scale_px=config.front_min_scale_px, front_learned=config.front_learned,
                  front_depth_cells=config.front_depth_cells,
-                 front_size_at_own_depth=config.front_size_at_own_depth).to(device)
+                 front_size_at_own_depth=config.front_size_at_own_depth,
+                 front_depth_shape_only=config.front_depth_shape_only).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
