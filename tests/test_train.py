@@ -317,6 +317,9 @@ def test_perceptual_term_is_lpips_of_every_rendered_view_and_trains_the_splats()
     assert float((terms["total"] - plain["total"]).detach()) == pytest.approx(0.5 * float(terms["perceptual"].detach()), rel=1e-4)
     terms["perceptual"].backward()
     assert float(means.grad.abs().max()) > 0
+    # novel views rendered smaller than the input view (--novel-view-size) are scored at their own size
+    half = example_losses(ball, ex, None, LossWeights(front_alpha=0.0, perceptual=0.5), backend="torch", novel_size=S // 2)
+    assert math.isfinite(float(half["perceptual"])) and float(half["perceptual"]) > 0
 
 
 def test_pair_depth_term_measures_the_partners_depth_where_both_are_solid():

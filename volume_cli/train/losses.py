@@ -182,7 +182,8 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
     terms["scale"] = s
     if num_views > 1:
         novel = render(scaled_about_camera(g, s), views[1:], novel_K, small, small, background=bg_tuple, backend=backend)
-        terms["novel_views"] = photometric(novel.rgb, _composite(novel_rgb, novel_alpha, bg))
+        novel_target = _composite(novel_rgb, novel_alpha, bg)
+        terms["novel_views"] = photometric(novel.rgb, novel_target)
         alpha_novel = (novel.alpha - novel_alpha).abs().mean()
         terms["alpha"] = (terms["alpha"] + (num_views - 1) * alpha_novel) / num_views
         depth_novel = torch.stack([_depth_l1(d, t, a) for d, t, a in zip(novel.depth, novel_depth, novel_alpha)]).mean()
@@ -196,11 +197,11 @@ def example_losses(g: Gaussians, ex: dict[str, Tensor], pair: Gaussians | None, 
             if weights.pair_depth:
                 terms["pair_depth"] = pair_depth_loss(novel.depth, novel.alpha, other.depth, other.alpha)
     if weights.perceptual:
-        rendered, wanted = [first.rgb], [target]
+        # mean over every view; the novel views may be smaller than the input view (novel_size)
+        terms["perceptual"] = perceptual_loss(first.rgb, target)
         if num_views > 1:
-            rendered.append(novel.rgb)
-            wanted.append(_composite(novel_rgb, novel_alpha, bg))
-        terms["perceptual"] = perceptual_loss(torch.cat(rendered), torch.cat(wanted))
+            novel_lpips = perceptual_loss(novel.rgb, novel_target)
+            terms["perceptual"] = (terms["perceptual"] + (num_views - 1) * novel_lpips) / num_views
     zero = first.rgb.sum() * 0.0
     total = zero
     for name in ("input_view", "novel_views", "alpha", "depth", "stability", "front_alpha", "pair_depth",
