@@ -179,6 +179,22 @@ def _random_prior(b: int, size: int, seed: int = 0) -> torch.Tensor:
     return prior
 
 
+def _one_crop(size: int, d: float = 0.6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """K [1, 3, 3] of the pipeline's framing at head distance d, a random crop [1, 3, S, S] and a
+    random prior [1, PRIOR_CHANNEL_COUNT, S, S]."""
+    f = size * d / 0.4
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
+    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    return K, images, _random_prior(1, size)
+
+
+def _untrained_raw(size: int) -> torch.Tensor:
+    """[1, OUT_CHANNELS, S, S]: what an untrained network outputs (the table's biases)."""
+    from volume_cli.predictors import unet as U
+
+    return torch.tensor([b for h in U.HEADS for b in h.bias])[None, :, None, None].expand(1, -1, size, size).clone()
+
+
 @pytest.mark.parametrize("network_size", [64, 32])
 def test_an_untrained_prior_network_starts_at_the_proxy_surface_and_the_person_mask(network_size):
     """Zero head weights give the table's biases; with the prior those mean: front depth = the
@@ -235,15 +251,11 @@ def test_the_opacity_band_leaves_the_person_mask_where_it_is_sure(tmp_path):
     from volume_cli.predictors import unet as U
 
     size, d = 16, 0.6
-    f = size * d / 0.4
-    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
-    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-    prior = _random_prior(1, size)
+    K, images, prior = _one_crop(size, d)
     person = torch.full((size, size), 0.5)
     person[:, : size // 2] = 0.999  # beyond the clamp: 0.99
     prior[0, CH["person"]] = person
-    raw = torch.tensor([b for h in U.HEADS for b in h.bias])  # an untrained network's output
-    raw = raw[None, :, None, None].expand(1, -1, size, size).clone()
+    raw = _untrained_raw(size)
     push = 2.0  # the network's residual on every pixel's front opacity logit
     raw[:, U.HEAD_SLICES[("opacity", 0)]] += push
     n = size * size
@@ -283,11 +295,8 @@ def test_front_learned_keeps_the_prior_front_layer_where_the_network_is_not_aske
     from volume_cli.predictors import unet as U
 
     size, d = 32, 0.6
-    f = size * d / 0.4
-    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
-    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    K, images, prior = _one_crop(size, d)
     valid = torch.ones(1, size, size, dtype=torch.bool)
-    prior = _random_prior(1, size)
     distance = torch.tensor([d])
     torch.manual_seed(0)
     free = U.UNet((16, 16, 32, 32, 32), prior=True)
@@ -335,10 +344,9 @@ def test_front_depth_cells_bend_the_prior_surface_without_rippling_it(tmp_path):
 
     torch.manual_seed(0)
     model = U.UNet((16, 16, 32, 32, 32), prior=True, front_learned=("depth",), front_depth_cells=8)
-    base = torch.tensor([b for h in U.HEADS for b in h.bias])
     sl = U.HEAD_SLICES[("depth", 0)]
     for size in (32, 64):
-        raw = base[None, :, None, None].expand(1, -1, size, size).clone()
+        raw = _untrained_raw(size)
         untouched = U.coarse_front_depth(raw, 8)
         torch.testing.assert_close(untouched, raw)  # constant in: the same out
         rows = torch.arange(size, dtype=torch.float32)
@@ -368,11 +376,8 @@ def test_front_size_at_own_depth_keeps_each_front_splats_footprint_in_the_input_
     from volume_cli.predictors import unet as U
 
     size, d = 16, 0.6
-    f = size * d / 0.4
-    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
-    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-    prior = _random_prior(1, size)
-    raw = torch.tensor([b for h in U.HEADS for b in h.bias])[None, :, None, None].expand(1, -1, size, size).clone()
+    K, images, prior = _one_crop(size, d)
+    raw = _untrained_raw(size)
     pushed = raw.clone()
     pushed[:, U.HEAD_SLICES[("depth", 0)]] += torch.linspace(-0.5, 0.5, size)[None, None, :, None]  # rows moved apart
     n = size * size
@@ -407,11 +412,8 @@ def test_front_depth_shape_only_keeps_the_face_where_the_prior_put_it(tmp_path):
     from volume_cli.predictors import unet as U
 
     size, d = 16, 0.6
-    f = size * d / 0.4
-    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])[None]
-    images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-    prior = _random_prior(1, size)
-    raw = torch.tensor([b for h in U.HEADS for b in h.bias])[None, :, None, None].expand(1, -1, size, size).clone()
+    K, images, prior = _one_crop(size, d)
+    raw = _untrained_raw(size)
     sl, n = U.HEAD_SLICES[("depth", 0)], size * size
     args = (images, K, torch.tensor([d]), prior)
     start = U.to_gaussians(raw, *args, front_depth_shape_only=True).means[0, :n, 2]
