@@ -501,19 +501,25 @@ def test_volume_train_with_the_prior_exports_a_network_that_takes_it(tmp_path):
     no_prior = [a for a in base if a != "--prior"] + ["--opacity-band"]
     result = runner.invoke(app, [*no_prior, "-o", str(tmp_path / "band")])
     assert result.exit_code == 1 and "needs --prior" in result.output
+    result = runner.invoke(app, [*[a for a in base if a != "--prior"], "--backing-start", "-o", str(tmp_path / "backing")])
+    assert result.exit_code == 1 and "needs --prior" in result.output
     result = runner.invoke(app, [*base, "--data", str(data), "-o", str(tmp_path / "nosidecar")])
     assert result.exit_code == 1 and "volume_cli.train.priors" in result.output
     write_prior_sidecars(data)
-    result = runner.invoke(app, [*base, "--data", str(data), "-o", str(tmp_path / "run"), "--export", str(tmp_path / "w")])
+    result = runner.invoke(app, [*base, "--data", str(data), "-o", str(tmp_path / "run"), "--export", str(tmp_path / "w"),
+                                 "--backing-start", "--export-colour-steps", "2"])
     assert result.exit_code == 0, result.output
     model, card = U.load_weights(tmp_path / "w" / "unet.safetensors")
     assert model.prior and card["config"]["prior"] is True and card["validation"]["count"] == 1
+    assert model.backing_start and card["config"]["backing_start"] is True
+    assert U.load_unet_predictor(tmp_path / "w" / "unet.safetensors").colour_steps == 2
     # The ablation: the same (convert's) crops, no prior channels.
     ablation = [a for a in base if a != "--prior"] + ["--convert-framing", "--data", str(data)]
     result = runner.invoke(app, [*ablation, "-o", str(tmp_path / "ablation"), "--export", str(tmp_path / "w2")])
     assert result.exit_code == 0, result.output
     model, card = U.load_weights(tmp_path / "w2" / "unet.safetensors")
     assert not model.prior and card["config"]["convert_framing"] is True and card["architecture"]["prior"] is None
+    assert not model.backing_start and card["inference"]["colour_steps"] == 0
 
 
 def test_the_input_view_target_is_resampled_into_converts_camera():
@@ -557,3 +563,81 @@ def test_the_input_view_target_is_resampled_into_converts_camera():
     np.testing.assert_allclose(points_old[:, 2], plane_at(seen_at), atol=1.2e-3)
     # The colour is carried with the point: the disc's pixels stay the disc's colour.
     np.testing.assert_array_equal(moved["rgb"][inner], np.broadcast_to([200, 100, 50], (inner.sum(), 3)))
+
+
+def test_backing_start_begins_as_the_geometric_predictors_front_and_backing_layers(tmp_path):
+    """With ``backing_start`` an untrained prior network's front splats are BACKING_START_FRONT_PX
+    crop pixels at their own depth and its back layer is a backing: on each front splat's ray
+    BACKING_START_BEHIND_M farther in z, BACKING_START_BACK_PX at its own depth, as opaque as the
+    front (the person mask); the constants are the geometric predictor's. A trained back depth
+    follows the front one; the card records the start; it needs the prior."""
+    from volume_cli.predictors import geometric as geo
+    from volume_cli.predictors import unet as U
+
+    assert (U.BACKING_START_FRONT_PX, U.BACKING_START_BACK_PX, U.BACKING_START_BEHIND_M) == (
+        geo.PIXEL_SIGMA, geo.BACKING_SIGMA, geo.BACKING_BEHIND_M)
+    size, d = 16, 0.6
+    K, images, prior = _one_crop(size, d)
+    raw = _untrained_raw(size)
+    n = size * size
+    args = (images, K, torch.tensor([d]), prior)
+    g = U.to_gaussians(raw, *args, front_size_at_own_depth=True, backing_start=True)
+    front, back = g.means[0, :n], g.means[0, n:]
+    torch.testing.assert_close(front, U.to_gaussians(raw, *args, front_size_at_own_depth=True).means[0, :n])  # the prior's surface
+    torch.testing.assert_close(back[:, 2], front[:, 2] + U.BACKING_START_BEHIND_M, atol=1e-6, rtol=0)
+    torch.testing.assert_close(back[:, :2] / back[:, 2:], front[:, :2] / front[:, 2:], atol=1e-6, rtol=0)  # the same ray
+    px = g.log_scales[0].exp() * K[0, 0, 0] / g.means[0, :, 2:]  # [2 S S, 3] crop pixels at each splat's depth
+    torch.testing.assert_close(px[:n], torch.full((n, 3), U.BACKING_START_FRONT_PX), atol=1e-4, rtol=0)
+    torch.testing.assert_close(px[n:], torch.full((n, 3), U.BACKING_START_BACK_PX), atol=1e-4, rtol=0)
+    torch.testing.assert_close(g.opacity_logits[0, n:], g.opacity_logits[0, :n])
+    deeper = raw.clone()
+    deeper[:, U.HEAD_SLICES[("depth", 0)]] += 0.2 * torch.linspace(-1, 1, size)[None, None, :, None]
+    bent = U.to_gaussians(deeper, *args, front_size_at_own_depth=True, backing_start=True).means[0]
+    torch.testing.assert_close(bent[n:, 2], bent[:n, 2] + U.BACKING_START_BEHIND_M, atol=1e-6, rtol=0)
+    model = U.UNet((16, 16, 32, 32, 32), prior=True, backing_start=True)
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(model, path, {"config": {"size": 64}, "steps": 0})["architecture"]["backing_start"] is True
+    assert U.load_weights(path)[0].backing_start
+    with pytest.raises(ValueError, match="prior"):
+        U.UNet((16, 16, 32, 32, 32), backing_start=True)
+
+
+def test_a_backing_start_predictor_fits_both_layers_colours_inside_the_frame():
+    """The predictor of a backing-start network fits the front and the back layer's colours (as
+    the geometric predictor fits front and backing), only where the crop is inside the frame, and
+    its input-view render gets closer to the crop; geometry is untouched."""
+    from volume_cli.metrics import psnr
+    from volume_cli.predictors import unet as U
+    from volume_cli.predictors.base import CropBatch
+    from volume_cli.render import render
+
+    size, d = 32, 0.6
+    K, images, prior = _one_crop(size, d)
+    prior[:, CH["person"]] = 0.999  # all person: every splat is opaque
+    prior[:, CH["proxy_depth"]] = torch.linspace(-0.3, 0.3, size)[None, None, :]  # a smooth surface
+    valid = torch.ones(1, size, size, dtype=torch.bool)
+    valid[0, :, : size // 2] = False
+    torch.manual_seed(0)
+    model = U.UNet((16, 16, 32, 32, 32), prior=True, front_size_at_own_depth=True, backing_start=True)
+    with torch.no_grad():
+        model.head.weight.zero_()
+
+    class Fixed(U.UNetPredictor):
+        def prior_of(self, batch):
+            return prior
+
+    batch = CropBatch(images=images, valid=valid, K=K, landmarks=torch.zeros(1, 478, 3),
+                      head_center=torch.tensor([[0.0, 0.0, d]]))
+    plain = Fixed(model).predict(batch)
+    fitted = Fixed(model, colour_steps=2).predict(batch)
+    for name in ("means", "quats", "log_scales", "opacity_logits"):
+        torch.testing.assert_close(getattr(fitted, name), getattr(plain, name))
+    n = size * size
+    changed = (fitted.sh - plain.sh).abs().flatten(-2).amax(-1)[0].reshape(2, size, size)
+    assert bool((changed[:, :, : size // 2] == 0).all())
+    assert bool((changed[0, :, size // 2:] > 0).any()) and bool((changed[1, :, size // 2:] > 0).any())
+    target = images[0].permute(1, 2, 0)
+    inside = valid[0].clone()
+    inside[:, size // 2: size // 2 + 2] = False  # the frame's edge mixes in the unfitted half
+    scores = [psnr(render(g[0], torch.eye(4)[None], K, size, size).rgb[0], target, inside) for g in (plain, fitted)]
+    assert scores[1] > scores[0] + 1.0, scores

@@ -81,6 +81,16 @@ FRONT_COLOUR_SPAN = 0.5
 # Second-layer colour = pixel + BACK_COLOUR_SPAN * tanh(raw): starts from the pixel (what lies
 # behind is often alike: hair behind hair, skin behind skin) but may become any colour in [0, 1].
 BACK_COLOUR_SPAN = 1.0
+# A network built with ``backing_start`` (with the prior) starts as the geometric predictor's two
+# layers (predictors/geometric.py PIXEL_SIGMA, BACKING_SIGMA, BACKING_BEHIND_M; a test keeps them
+# equal): front splats of 0.35 px, and the back layer a backing on each front splat's ray 8 mm
+# behind it, 0.7 px at its own depth and as opaque as the front, both layers' colours fitted to the
+# crop. Session 13: the default start (front 0.5 px, a 5 %-opaque 1 px back layer) left the
+# untrained network 5 dB below the geometric predictor on real photos after colour fitting; this
+# start is level with it.
+BACKING_START_FRONT_PX = 0.35
+BACKING_START_BACK_PX = 0.7
+BACKING_START_BEHIND_M = 0.008
 
 
 def _logit(p: float) -> float:
@@ -264,7 +274,7 @@ class UNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
                  refine: bool = False, front_min_scale_px: float = 0.0, front_learned: tuple[str, ...] = LAYER_HEADS,
                  front_depth_cells: int = 0, front_size_at_own_depth: bool = False,
-                 front_depth_shape_only: bool = False) -> None:
+                 front_depth_shape_only: bool = False, backing_start: bool = False) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
         opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
         refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
@@ -274,7 +284,8 @@ class UNet(nn.Module):
         front_depth_cells: the front depth residual on that many cells a side (:func:`coarse_front_depth`;
         0: per pixel); front_size_at_own_depth: front splat sizes in crop pixels at the splat's own
         depth (:func:`to_gaussians`); front_depth_shape_only (with prior): the front depth residual's
-        mean over the person removed (:func:`to_gaussians`)."""
+        mean over the person removed (:func:`to_gaussians`); backing_start (with prior): the
+        geometric predictor's layers as the start (:data:`BACKING_START_FRONT_PX`)."""
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != LEVELS or any(w % GROUPS for w in widths):
@@ -299,6 +310,9 @@ class UNet(nn.Module):
         if front_depth_shape_only and not prior:
             raise ValueError("front_depth_shape_only removes the residual's mean over the prior's person mask: it needs prior=True")
         self.front_depth_shape_only = bool(front_depth_shape_only)
+        if backing_start and not prior:
+            raise ValueError("backing_start puts the back layer behind the prior's surface: it needs prior=True")
+        self.backing_start = bool(backing_start)
         self.in_channels = IN_CHANNELS + (PRIOR_CHANNEL_COUNT if prior else 0)
         self.down = nn.ModuleList([_block(c_in, c_out) for c_in, c_out in zip((self.in_channels,) + widths[:-1], widths)])
         self.up = nn.ModuleList([_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(LEVELS - 1))])
@@ -316,7 +330,7 @@ class UNet(nn.Module):
         if self.front_depth_cells:
             raw = coarse_front_depth(raw, self.front_depth_cells)
         return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px,
-                            self.front_size_at_own_depth, self.front_depth_shape_only)
+                            self.front_size_at_own_depth, self.front_depth_shape_only, self.backing_start)
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
@@ -364,7 +378,7 @@ def run_network(model: "UNet", images: Tensor, valid: Tensor, K: Tensor, prior: 
 
 def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior: Tensor | None = None,
                  opacity_band: bool = False, front_min_scale_px: float = 0.0, front_size_at_own_depth: bool = False,
-                 front_depth_shape_only: bool = False) -> Gaussians:
+                 front_depth_shape_only: bool = False, backing_start: bool = False) -> Gaussians:
     """Activate raw head outputs [B, OUT_CHANNELS, S, S] into Gaussians [B, 2 S S, ...] in the
     virtual-camera frame (see :data:`HEADS` for each activation).
 
@@ -378,8 +392,14 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
     that from the input camera it covers the same pixels whatever depth it is given;
     front_depth_shape_only (with the prior): the front depth residual has its mean over the person
     (weighted by the person mask) removed, so the network reshapes the prior's surface but leaves
-    the head where convert's framing put it.
+    the head where convert's framing put it; backing_start (with the prior): the front splats start
+    at BACKING_START_FRONT_PX (their scale head's output times 0.35 / 0.5), and the back layer is a
+    residual over a backing of the front one: its depth over the front splat's own z-depth plus
+    BACKING_START_BEHIND_M, its opacity over the person mask (banded like the front's
+    with ``opacity_band``), its size BACKING_START_BACK_PX at its own depth.
     """
+    if backing_start and prior is None:
+        raise ValueError("backing_start needs the prior's channels")
     b, _, s, _ = raw.shape
     raw = raw.float()
     rays = pixel_rays(K.float(), s).reshape(b, s * s, 3)
@@ -401,9 +421,18 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
         base_logit = torch.log(person) - torch.log1p(-person) - _HEAD_BIAS[("opacity", 0)]
         if opacity_band:
             band = person_band(person)
+    # A head's change from its initial value (zero for an untrained network).
+    def change_of(name: str, layer: int) -> Tensor:
+        return get(name, layer) - _HEAD_BIAS[(name, layer)]
+
     layers = []
+    front_z = None
     for layer in range(GAUSSIANS_PER_PIXEL):
         z = distance.float()[:, None, None] + DEPTH_SPAN_M * torch.tanh(get("depth", layer))
+        if layer == 1 and backing_start:
+            # On the front splat's ray, BACKING_START_BEHIND_M farther in z (as the geometric predictor's backing).
+            z = front_z + BACKING_START_BEHIND_M + DEPTH_SPAN_M * (
+                torch.tanh(get("depth", 1)) - math.tanh(_HEAD_BIAS[("depth", 1)]))
         if layer == 0 and base_depth is not None:
             z = z + base_depth
             if front_depth_shape_only:
@@ -413,10 +442,14 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
                 weight = channel("person")
                 mean = (weight * residual).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp_min(1e-6)
                 z = z - mean
+        if layer == 0:
+            front_z = z
         means = rays * z
         if ("offset", layer) in HEAD_SLICES:
             means = means + OFFSET_MAX_M * torch.tanh(get("offset", layer))
         scale_px = SCALE_MIN_PX + (SCALE_MAX_PX - SCALE_MIN_PX) * torch.sigmoid(get("scale", layer))
+        if backing_start:  # the heads' initial 0.5 / 1.0 px become the geometric 0.35 / 0.7 px
+            scale_px = scale_px * ((BACKING_START_FRONT_PX / 0.5) if layer == 0 else (BACKING_START_BACK_PX / 1.0))
         if layer == 0 and front_min_scale_px > 0:
             scale_px = scale_px.clamp_min(front_min_scale_px)
         rgb = pixels + spans[layer] * torch.tanh(get("colour", layer))
@@ -425,10 +458,14 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
             if band is not None:  # the residual, measured from the head's initial value, scaled
                 opacity = _HEAD_BIAS[("opacity", 0)] + band * (opacity - _HEAD_BIAS[("opacity", 0)])
             opacity = opacity + base_logit
+        if layer == 1 and backing_start:  # as opaque as the person is, like the front layer
+            change = change_of("opacity", 1)
+            opacity = torch.log(person) - torch.log1p(-person) + (change if band is None else band * change)
         # metres per crop pixel where the splat is: at the head's distance, or (front layer, when
         # asked) at its own depth, which a trained network otherwise uses to shrink or grow its
         # front splats in the input view (session 12: moved ~6 cm along their rays on average)
-        metres_per_px = z / K[:, 0, 0].float()[:, None, None] if layer == 0 and front_size_at_own_depth else pixel_m
+        own_depth = (layer == 0 and front_size_at_own_depth) or (layer == 1 and backing_start)
+        metres_per_px = z / K[:, 0, 0].float()[:, None, None] if own_depth else pixel_m
         layers.append(dict(
             means=means,
             quats=get("rotation", layer),  # the container normalises on activation
@@ -511,18 +548,23 @@ class UNetPredictor:
             return g
 
     def _fit_colours(self, g: Gaussians, images: Tensor, valid: Tensor, K: Tensor) -> Gaussians:
-        """Each crop's first-layer colours fitted so that its input-view render matches the crop
-        (inside the frame), everything else as predicted."""
+        """Each crop's first-layer colours (and, for a network that started as a backing, the
+        back layer's too, as the geometric predictor fits its front and backing splats together)
+        fitted so that its input-view render matches the crop (inside the frame), everything else
+        as predicted."""
         from volume_cli.predictors.colour_fit import fit_colours
 
         b, _, s, _ = images.shape
         out = []
         for i in range(b):
-            pixels = torch.nonzero(valid[i].reshape(-1)).squeeze(1)  # first layer: Gaussian k <-> pixel k
+            pixels = torch.nonzero(valid[i].reshape(-1)).squeeze(1)  # layer l: Gaussian l*S*S + k <-> pixel k
+            fitted, of_pixel = pixels, pixels
+            if self.model.backing_start:
+                fitted, of_pixel = torch.cat([pixels, pixels + s * s]), pixels.repeat(2)
             target = images[i].permute(1, 2, 0).reshape(-1, 3).float()
             one = Gaussians(means=g.means[i], quats=g.quats[i], log_scales=g.log_scales[i],
                             opacity_logits=g.opacity_logits[i], sh=g.sh[i])
-            out.append(fit_colours(one.to("cpu"), pixels.cpu(), pixels.cpu(), target.cpu(), K[i].cpu(), s, self.colour_steps))
+            out.append(fit_colours(one.to("cpu"), fitted.cpu(), of_pixel.cpu(), target.cpu(), K[i].cpu(), s, self.colour_steps))
         return Gaussians(**{k: torch.stack([getattr(o, k) for o in out]).to(g.means.device)
                             for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
 
@@ -598,6 +640,7 @@ def architecture(model: UNet) -> dict:
         "front_depth_cells": model.front_depth_cells,
         "front_size_at_own_depth": model.front_size_at_own_depth,
         "front_depth_shape_only": model.front_depth_shape_only,
+        "backing_start": model.backing_start,
         "gaussians_per_pixel": GAUSSIANS_PER_PIXEL, "out_channels": OUT_CHANNELS,
         "heads": [{"name": h.name, "layer": h.layer, "channels": h.channels, "bias": list(h.bias), "activation": h.activation} for h in HEADS],
         "ranges": {"depth_span_m": DEPTH_SPAN_M, "offset_max_m": OFFSET_MAX_M, "scale_px": [SCALE_MIN_PX, SCALE_MAX_PX],
@@ -657,7 +700,8 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
                  front_learned=tuple(card["architecture"].get("front_learned", LAYER_HEADS)),
                  front_depth_cells=int(card["architecture"].get("front_depth_cells", 0)),
                  front_size_at_own_depth=bool(card["architecture"].get("front_size_at_own_depth", False)),
-                 front_depth_shape_only=bool(card["architecture"].get("front_depth_shape_only", False)))
+                 front_depth_shape_only=bool(card["architecture"].get("front_depth_shape_only", False)),
+                 backing_start=bool(card["architecture"].get("backing_start", False)))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device), card
 

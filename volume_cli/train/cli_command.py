@@ -47,6 +47,7 @@ def train(
     front_learns: Annotated[str, typer.Option("--front-learns", help="The front layer's heads the network predicts, comma-separated from depth, opacity, scale, rotation, colour, or 'all'; the others keep the untrained values (with --prior: the prior's person mask, 0.5 px round splats, the pixel's colour). 'depth' leaves the input view to the prior and trains what novel views need.")] = "all",
     front_depth_cells: Annotated[int, typer.Option("--front-depth-cells", min=0, help="Predict the front depth residual on this many cells a side (1, 2, 4, 8 or 16), interpolated smoothly (0: per pixel): the prior's surface bent, not rippled.")] = 0,
     front_size_at_own_depth: Annotated[bool, typer.Option("--front-size-at-own-depth/--front-size-at-head", help="Size each front splat in crop pixels at its own depth instead of at the head's distance: its footprint in the input view then does not change with the depth the network gives it.")] = False,
+    backing_start: Annotated[bool, typer.Option("--backing-start/--free-back-start", help="With --prior: start as the geometric predictor's two layers (front splats 0.35 px; the back layer a backing 8 mm behind each front splat, 0.7 px, as opaque as the person), and fit both layers' colours in the predictor. The default start (0.5 px front, a faint free back layer) is 5 dB less authentic on real photos after colour fitting.")] = False,
     front_depth_shape_only: Annotated[bool, typer.Option("--front-depth-shape-only/--front-depth-free", help="With --prior: remove the front depth residual's mean over the person, so the network reshapes the prior's surface but cannot move the whole face along the rays (trained freely it moved faces 6-8 cm).")] = False,
     novel_view_size: Annotated[int, typer.Option("--novel-view-size", min=0, help="Render novel views for the losses at this side (S a multiple of it; 0: S). Half of S saves ~15 % of a CPU step.")] = 0,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate (after a linear warm-up).")] = 2e-4,
@@ -78,6 +79,7 @@ def train(
     val_count: Annotated[int, typer.Option("--val-count", min=0, help="Held-out validation examples.")] = 8,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     export: Annotated[Optional[Path], typer.Option("--export", file_okay=False, help="Also write shippable weights (unet.safetensors + unet.json) into this folder.")] = None,
+    export_colour_steps: Annotated[int, typer.Option("--export-colour-steps", min=0, max=16, help="The exported predictor fits its splats' colours to the crop in this many steps after the network (recorded in the model card; the geometric predictor uses 2). 0: the network's own colours.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
 ) -> None:
@@ -119,6 +121,8 @@ def train(
             raise ValueError(f"--front-learns takes 'all' or comma-separated heads from {', '.join(LAYER_HEADS)}; got {front_learns!r}")
         if front_depth_cells and 16 % front_depth_cells:
             raise ValueError(f"--front-depth-cells must be 1, 2, 4, 8 or 16 (every crop side is a multiple of 16), got {front_depth_cells}")
+        if backing_start and not prior:
+            raise ValueError("--backing-start puts the back layer behind the prior's surface: it needs --prior")
         if front_depth_shape_only and not prior:
             raise ValueError("--front-depth-shape-only measures the residual over the prior's person mask: it needs --prior")
         if head_input_weight and not prior:
@@ -138,13 +142,15 @@ def train(
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size, network_size=network_size,
             refine=refine, front_min_scale_px=front_min_scale, front_learned=learned, front_depth_cells=front_depth_cells,
             front_size_at_own_depth=front_size_at_own_depth, front_depth_shape_only=front_depth_shape_only,
+            backing_start=backing_start,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),
             init_weights=str(init_weights) if init_weights else "", prior=prior,
             convert_framing=convert_framing or prior, opacity_band=opacity_band,
         )
         control = RunControl(steps=steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every, log_every=log_every,
                              val_every=val_every, val_count=val_count, workers=workers, device=dev)
-        summary = run(output, config, control, resume=resume, export=export, progress=progress)
+        summary = run(output, config, control, resume=resume, export=export,
+                      export_colour_steps=export_colour_steps, progress=progress)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError, OSError) as exc:  # WeightsError is a ValueError
         print(f"Error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from exc

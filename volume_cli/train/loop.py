@@ -100,6 +100,8 @@ class TrainConfig:
     front_size_at_own_depth: bool = False
     # With prior: the front depth residual's mean over the person removed (unet.to_gaussians).
     front_depth_shape_only: bool = False
+    # With prior: start as the geometric predictor's front and backing layers (unet.BACKING_START_FRONT_PX).
+    backing_start: bool = False
 
     @property
     def uses_sidecars(self) -> bool:
@@ -207,7 +209,8 @@ def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer
                  front_min_scale_px=config.front_min_scale_px, front_learned=config.front_learned,
                  front_depth_cells=config.front_depth_cells,
                  front_size_at_own_depth=config.front_size_at_own_depth,
-                 front_depth_shape_only=config.front_depth_shape_only).to(device)
+                 front_depth_shape_only=config.front_depth_shape_only,
+                 backing_start=config.backing_start).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     return model, optimizer
 
@@ -372,11 +375,13 @@ def _append(log_path: Path, record: dict) -> None:
 
 
 def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resume: bool = False,
-        source=None, export: Path | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+        source=None, export: Path | None = None, export_colour_steps: int = 0,
+        progress: Callable[[dict], None] | None = None) -> dict:
     """Train into ``run_dir`` until ``control.steps``, the time budget, SIGTERM or Ctrl-C, whichever
     comes first; always leave a checkpoint. ``config`` is required for a new run and ignored on
     resume (the checkpoint's is used). ``source`` gives batches and validation examples (default:
-    the synthetic generator). ``export``: also write shippable weights there at the end. Returns a
+    the synthetic generator). ``export``: also write shippable weights there at the end, whose
+    predictor fits the input view's colours in ``export_colour_steps`` steps. Returns a
     summary (``stopped``: "done", "budget", "signal" or "interrupted")."""
     t_start = time.monotonic()
     run_dir = Path(run_dir)
@@ -485,7 +490,8 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
                "loss": last_terms.get("total"), "validation": last_val, "elapsed_s": round(elapsed, 1),
                "device": device, "backend": backend}
     if export is not None:
-        summary["exported"] = str(export_weights(model, config, step, device, last_val, export))
+        summary["exported"] = str(export_weights(model, config, step, device, last_val, export,
+                                                 colour_steps=export_colour_steps))
     return summary
 
 
