@@ -603,9 +603,10 @@ def test_backing_start_begins_as_the_geometric_predictors_front_and_backing_laye
 
 
 def test_a_backing_start_predictor_fits_both_layers_colours_inside_the_frame():
-    """The predictor of a backing-start network fits the front and the back layer's colours (as
-    the geometric predictor fits front and backing), only where the crop is inside the frame, and
-    its input-view render gets closer to the crop; geometry is untouched."""
+    """The predictor of a backing-start network drops splats fainter than the geometric
+    predictor's person threshold, fits the front and the back layer's colours (as the geometric
+    predictor fits front and backing), only where the crop is inside the frame, and its
+    input-view render gets closer to the crop; geometry is untouched."""
     from volume_cli.metrics import psnr
     from volume_cli.predictors import unet as U
     from volume_cli.predictors.base import CropBatch
@@ -615,6 +616,7 @@ def test_a_backing_start_predictor_fits_both_layers_colours_inside_the_frame():
     K, images, prior = _one_crop(size, d)
     prior[:, CH["person"]] = 0.999  # all person: every splat is opaque
     prior[:, CH["proxy_depth"]] = torch.linspace(-0.3, 0.3, size)[None, None, :]  # a smooth surface
+    prior[:, CH["person"], : size // 4] = 0.05  # the room above the head: dropped, not a faint card
     valid = torch.ones(1, size, size, dtype=torch.bool)
     valid[0, :, : size // 2] = False
     torch.manual_seed(0)
@@ -636,8 +638,11 @@ def test_a_backing_start_predictor_fits_both_layers_colours_inside_the_frame():
     changed = (fitted.sh - plain.sh).abs().flatten(-2).amax(-1)[0].reshape(2, size, size)
     assert bool((changed[:, :, : size // 2] == 0).all())
     assert bool((changed[0, :, size // 2:] > 0).any()) and bool((changed[1, :, size // 2:] > 0).any())
+    opacity = torch.sigmoid(plain.opacity_logits[0]).reshape(2, size, size)
+    assert bool((opacity[:, : size // 4] < 1.0 / 255).all()) and bool((opacity[:, size // 4:] > 0.9).all())
     target = images[0].permute(1, 2, 0)
     inside = valid[0].clone()
+    inside[: size // 4 + 2] = False
     inside[:, size // 2: size // 2 + 2] = False  # the frame's edge mixes in the unfitted half
     scores = [psnr(render(g[0], torch.eye(4)[None], K, size, size).rgb[0], target, inside) for g in (plain, fitted)]
     assert scores[1] > scores[0] + 1.0, scores

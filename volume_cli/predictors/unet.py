@@ -91,6 +91,10 @@ BACK_COLOUR_SPAN = 1.0
 BACKING_START_FRONT_PX = 0.35
 BACKING_START_BACK_PX = 0.7
 BACKING_START_BEHIND_M = 0.008
+# Such a predictor drops splats less opaque than this, as the geometric predictor (MIN_PERSON) drops
+# the pixels where the person mask is below it: the mask's floor (PERSON_CLAMP) in both layers
+# otherwise leaves a faint card of the room behind the head, visible from the side.
+BACKING_START_MIN_OPACITY = 0.1
 
 
 def _logit(p: float) -> float:
@@ -543,6 +547,10 @@ class UNetPredictor:
             raw = network_at_size(self.model, images, valid, K, self.network_size or s, prior)
         with torch.inference_mode():
             g = self.model.gaussians_from(raw, images, K, distance, prior)
+            if self.model.backing_start:
+                faint = torch.sigmoid(g.opacity_logits) < BACKING_START_MIN_OPACITY
+                g = Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, sh=g.sh,
+                              opacity_logits=g.opacity_logits.masked_fill(faint, math.log(1e-6)))  # pruned on writing
             if self.colour_steps:
                 g = self._fit_colours(g, images, valid, K)
             return g
