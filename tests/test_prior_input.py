@@ -625,8 +625,8 @@ def test_a_backing_start_predictor_fits_both_layers_colours_inside_the_frame():
         model.head.weight.zero_()
 
     class Fixed(U.UNetPredictor):
-        def prior_of(self, batch):
-            return prior
+        def prior_inputs(self, batch):
+            return prior, [None], [prior[0, CH["person"]].numpy()]
 
     batch = CropBatch(images=images, valid=valid, K=K, landmarks=torch.zeros(1, 478, 3),
                       head_center=torch.tensor([[0.0, 0.0, d]]))
@@ -646,3 +646,36 @@ def test_a_backing_start_predictor_fits_both_layers_colours_inside_the_frame():
     inside[:, size // 2: size // 2 + 2] = False  # the frame's edge mixes in the unfitted half
     scores = [psnr(render(g[0], torch.eye(4)[None], K, size, size).rgb[0], target, inside) for g in (plain, fitted)]
     assert scores[1] > scores[0] + 1.0, scores
+
+
+@needs_synth
+def test_a_prior_predictor_with_the_hidden_side_adds_splats_the_input_camera_does_not_see(tmp_path):
+    """``inference.hidden_side`` in the card: the predictor appends the geometric predictor's
+    unseen-side splats of the fitted head after the network's two layers (the same slots on every
+    crop); some are used on a fitted synthetic head, and none changes the input view."""
+    from volume_cli.pipeline import crop_batch
+    from volume_cli.predictors import unet as U
+    from volume_cli.render import render
+
+    sample = _sample(3)
+    fc = _framed(sample["input_image"], sample["input_K"], 64)
+    U.save_weights(_prior_model(), tmp_path / "unet.safetensors",
+                   {"config": {"size": 64}, "steps": 0, "inference": {"hidden_side": True}})
+    with_side = U.load_unet_predictor(tmp_path / "unet.safetensors")
+    assert with_side.hidden_side
+    batch = crop_batch([fc], "cpu")
+    g = with_side.predict(batch)
+    plain = U.UNetPredictor(with_side.model, network_size=with_side.network_size).predict(crop_batch([fc], "cpu"))
+    with_side.close()
+    n = 2 * 64 * 64
+    assert g.means.shape[1] == n + with_side._hidden_slots
+    for name in ("means", "opacity_logits", "sh"):
+        torch.testing.assert_close(getattr(g, name)[:, :n], getattr(plain, name))
+    used = torch.sigmoid(g.opacity_logits[0, n:]) > 0.5
+    assert int(used.sum()) > 100
+    K = batch.K
+    a, b = (render(x[0], torch.eye(4)[None], K, 64, 64) for x in (g, plain))
+    diff = (a.rgb - b.rgb).abs()  # behind the opaque front, but the person mask's soft edge shows a few
+    assert float(diff.mean()) < 1e-3 and float((diff > 0.02).float().mean()) < 0.005, (float(diff.mean()), float(diff.max()))
+    with pytest.raises(ValueError, match="prior"):
+        U.UNetPredictor(U.UNet((16, 16, 32, 32, 32)), hidden_side=True)

@@ -375,7 +375,7 @@ class GeometricPredictor:
         layers = [front, backing]
         shs = [rgb_to_sh_dc(colour)[:, None, :], rgb_to_sh_dc(colour_back)[:, None, :]]
         if self._hidden_slots:
-            hidden = _hidden_side(prior, depth, image, K, person, batch.head_texture, self._hidden_slots)
+            hidden = hidden_side_splats(prior, depth, image, K, person, batch.head_texture, self._hidden_slots)
             shs.append(hidden.pop("sh"))
             layers.append(hidden)
         return Gaussians(**{k: torch.cat([layer[k] for layer in layers]).contiguous() for k in front}, sh=torch.cat(shs))
@@ -491,7 +491,7 @@ def quats_turning_z_to(normals: np.ndarray) -> np.ndarray:
     return q / norm
 
 
-def _hidden_side(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, K: np.ndarray, person: np.ndarray,
+def hidden_side_splats(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, K: np.ndarray, person: np.ndarray,
                  texture, slots: int) -> dict:
     """One disc per point of the fitted head, once subdivided (its vertices and edge midpoints:
     ``slots`` of them), on the side the crop camera does not see (means, quats, log_scales,

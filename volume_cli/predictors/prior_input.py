@@ -72,6 +72,12 @@ def batch_prior_channels(batch: CropBatch, segmenter) -> Tensor:
     priors (``batch.head_priors``, from convert) or, without them, a still-image fit of each
     crop's own landmarks (as the geometric predictor does for stills). segmenter: a
     ``segmentation.PersonSegmenter``."""
+    return batch_prior_inputs(batch, segmenter)[0]
+
+
+def batch_prior_inputs(batch: CropBatch, segmenter) -> tuple[Tensor, list, list[np.ndarray]]:
+    """:func:`batch_prior_channels`, with what they were made from: each crop's HeadPrior (None
+    where the fit failed) and person mask [S, S] (times the valid mask)."""
     from volume_cli.head.model import load_head_model
     from volume_cli.head.track import HeadTrack
     from volume_cli import camera
@@ -79,7 +85,7 @@ def batch_prior_channels(batch: CropBatch, segmenter) -> Tensor:
 
     size = batch.size
     still = None
-    channels = []
+    channels, priors, persons = [], [], []
     for i in range(len(batch)):
         K = batch.K[i].double().cpu().numpy()
         landmarks = batch.landmarks[i].double().cpu().numpy()
@@ -93,4 +99,6 @@ def batch_prior_channels(batch: CropBatch, segmenter) -> Tensor:
         distance = float(batch.head_center[i, 2])
         proxy = proxy_depth(landmarks, K, camera.image_rays(K, size, size), prior)
         channels.append(prior_channels(prior, proxy, face_mesh_depth(landmarks, K, size), person, distance))
-    return torch.from_numpy(np.stack(channels))
+        priors.append(prior)
+        persons.append(person)
+    return torch.from_numpy(np.stack(channels)), priors, persons

@@ -499,7 +499,7 @@ class UNetPredictor:
     name = "unet"
 
     def __init__(self, model: UNet, weights_sha256: str | None = None, amp: bool = False,
-                 network_size: int | None = None, colour_steps: int = 0) -> None:
+                 network_size: int | None = None, colour_steps: int = 0, hidden_side: bool = False) -> None:
         self.model = model.eval()
         self.weights_sha256 = weights_sha256
         self.amp = amp  # bf16 autocast for the network (CUDA); activations stay float32
@@ -508,10 +508,22 @@ class UNetPredictor:
         self.network_size = network_size
         # Input-view colour fitting steps after the network (colour_fit.py); 0: the network's colours.
         self.colour_steps = colour_steps
+        # With the prior: also the geometric predictor's splats on the side of the fitted head the
+        # crop camera does not see (hidden from it, coloured from the clip, the mirror, the nearest
+        # seen skin or hair). The network's back layer, trained on one view, does not cover it.
+        if hidden_side and not model.prior:
+            raise ValueError("the unseen side's splats lie on the fitted head: the network must take the prior")
+        self.hidden_side = bool(hidden_side)
         # A network with the prior is given the clip's head fit by convert and evaluate, as the
         # geometric predictor is (they fit the head for predictors that say ``use_head``).
         self.use_head = model.prior
         self._segmenter = None
+        self._hidden_slots = 0
+        if self.hidden_side:
+            from volume_cli.head.model import load_head_model
+
+            head = load_head_model()
+            self._hidden_slots = head.num_vertices + len(head.edges)
 
     @property
     def device(self) -> torch.device:
@@ -522,17 +534,23 @@ class UNetPredictor:
             self._segmenter.close()
             self._segmenter = None
 
-    def prior_of(self, batch: CropBatch) -> Tensor | None:
-        """The prior channels [B, PRIOR_CHANNEL_COUNT, S, S] of ``batch`` (None for a network
-        without the prior), computed as training computed them."""
+    def prior_inputs(self, batch: CropBatch) -> tuple[Tensor, list, list] | None:
+        """The prior channels [B, PRIOR_CHANNEL_COUNT, S, S] of ``batch``, computed as training
+        computed them, with each crop's HeadPrior and person mask [S, S] (None for a network
+        without the prior)."""
         if not self.model.prior:
             return None
-        from volume_cli.predictors.prior_input import batch_prior_channels
+        from volume_cli.predictors.prior_input import batch_prior_inputs
         from volume_cli.segmentation import PersonSegmenter
 
         if self._segmenter is None:
             self._segmenter = PersonSegmenter()
-        return batch_prior_channels(batch, self._segmenter)
+        return batch_prior_inputs(batch, self._segmenter)
+
+    def prior_of(self, batch: CropBatch) -> Tensor | None:
+        """The prior channels of :meth:`prior_inputs` alone."""
+        inputs = self.prior_inputs(batch)
+        return None if inputs is None else inputs[0]
 
     def predict(self, batch: CropBatch) -> Gaussians:
         s = batch.size
@@ -541,8 +559,8 @@ class UNetPredictor:
         dev = self.device
         images, valid, K = batch.images.to(dev).float(), batch.valid.to(dev), batch.K.to(dev).float()
         distance = batch.head_center[:, 2].to(dev).float()
-        prior = self.prior_of(batch)
-        prior = None if prior is None else prior.to(dev)
+        inputs = self.prior_inputs(batch)
+        prior = None if inputs is None else inputs[0].to(dev)
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.amp and dev.type == "cuda"):
             raw = network_at_size(self.model, images, valid, K, self.network_size or s, prior)
         with torch.inference_mode():
@@ -553,7 +571,24 @@ class UNetPredictor:
                               opacity_logits=g.opacity_logits.masked_fill(faint, math.log(1e-6)))  # pruned on writing
             if self.colour_steps:
                 g = self._fit_colours(g, images, valid, K)
+            if self.hidden_side:
+                g = self._with_hidden_side(g, batch, inputs[1], inputs[2])
             return g
+
+    def _with_hidden_side(self, g: Gaussians, batch: CropBatch, priors: list, persons: list) -> Gaussians:
+        """``g`` [B, 2 S S, ...] with the geometric predictor's unseen-side splats of each crop's
+        fitted head appended ([B, 2 S S + slots, ...]; unused slots fully transparent)."""
+        from volume_cli.predictors.geometric import hidden_side_splats
+
+        s = batch.size
+        sets = []
+        for i in range(len(batch)):
+            front_z = g.means[i, : s * s, 2].reshape(s, s).double().cpu().numpy()
+            image = batch.images[i].permute(1, 2, 0).cpu().numpy()
+            hidden = hidden_side_splats(priors[i], front_z, image, batch.K[i].double().cpu().numpy(), persons[i],
+                                        batch.head_texture, self._hidden_slots)
+            sets.append({k: torch.cat([getattr(g, k)[i], hidden[k].to(g.means.device)]) for k in hidden})
+        return Gaussians(**{k: torch.stack([one[k] for one in sets]) for k in sets[0]})
 
     def _fit_colours(self, g: Gaussians, images: Tensor, valid: Tensor, K: Tensor) -> Gaussians:
         """Each crop's first-layer colours (and, for a network that started as a backing, the
@@ -722,4 +757,4 @@ def load_unet_predictor(path: Path = DEFAULT_WEIGHTS, device: str = "cpu", expec
     trained = inference.get("network_size") or (card.get("config") or {}).get("size")
     steps = int(inference.get("colour_steps", 0))
     return UNetPredictor(model, weights_sha256=card["sha256"], amp=device.startswith("cuda"), network_size=trained,
-                         colour_steps=steps)
+                         colour_steps=steps, hidden_side=bool(inference.get("hidden_side", False)))

@@ -79,6 +79,7 @@ def train(
     val_count: Annotated[int, typer.Option("--val-count", min=0, help="Held-out validation examples.")] = 8,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     export: Annotated[Optional[Path], typer.Option("--export", file_okay=False, help="Also write shippable weights (unet.safetensors + unet.json) into this folder.")] = None,
+    export_hidden_side: Annotated[bool, typer.Option("--export-hidden-side/--export-without-hidden-side", help="With --prior: the exported predictor also puts the geometric predictor's splats on the side of the fitted head the camera does not see (coloured from the clip's other frames, the mirror, the nearest skin or hair); recorded in the model card.")] = False,
     export_colour_steps: Annotated[int, typer.Option("--export-colour-steps", min=0, max=16, help="The exported predictor fits its splats' colours to the crop in this many steps after the network (recorded in the model card; the geometric predictor uses 2). 0: the network's own colours.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
@@ -121,6 +122,8 @@ def train(
             raise ValueError(f"--front-learns takes 'all' or comma-separated heads from {', '.join(LAYER_HEADS)}; got {front_learns!r}")
         if front_depth_cells and 16 % front_depth_cells:
             raise ValueError(f"--front-depth-cells must be 1, 2, 4, 8 or 16 (every crop side is a multiple of 16), got {front_depth_cells}")
+        if export_hidden_side and not prior:
+            raise ValueError("--export-hidden-side puts splats on the fitted head: it needs --prior")
         if backing_start and not prior:
             raise ValueError("--backing-start puts the back layer behind the prior's surface: it needs --prior")
         if front_depth_shape_only and not prior:
@@ -150,7 +153,7 @@ def train(
         control = RunControl(steps=steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every, log_every=log_every,
                              val_every=val_every, val_count=val_count, workers=workers, device=dev)
         summary = run(output, config, control, resume=resume, export=export,
-                      export_colour_steps=export_colour_steps, progress=progress)
+                      export_colour_steps=export_colour_steps, export_hidden_side=export_hidden_side, progress=progress)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError, OSError) as exc:  # WeightsError is a ValueError
         print(f"Error: {exc}", file=sys.stderr)
         raise typer.Exit(1) from exc

@@ -375,13 +375,14 @@ def _append(log_path: Path, record: dict) -> None:
 
 
 def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resume: bool = False,
-        source=None, export: Path | None = None, export_colour_steps: int = 0,
+        source=None, export: Path | None = None, export_colour_steps: int = 0, export_hidden_side: bool = False,
         progress: Callable[[dict], None] | None = None) -> dict:
     """Train into ``run_dir`` until ``control.steps``, the time budget, SIGTERM or Ctrl-C, whichever
     comes first; always leave a checkpoint. ``config`` is required for a new run and ignored on
     resume (the checkpoint's is used). ``source`` gives batches and validation examples (default:
     the synthetic generator). ``export``: also write shippable weights there at the end, whose
-    predictor fits the input view's colours in ``export_colour_steps`` steps. Returns a
+    predictor fits the input view's colours in ``export_colour_steps`` steps (and, with
+    ``export_hidden_side``, adds the geometric predictor's unseen-side splats). Returns a
     summary (``stopped``: "done", "budget", "signal" or "interrupted")."""
     t_start = time.monotonic()
     run_dir = Path(run_dir)
@@ -491,14 +492,15 @@ def run(run_dir: Path, config: TrainConfig | None, control: RunControl, *, resum
                "device": device, "backend": backend}
     if export is not None:
         summary["exported"] = str(export_weights(model, config, step, device, last_val, export,
-                                                 colour_steps=export_colour_steps))
+                                                 colour_steps=export_colour_steps, hidden_side=export_hidden_side))
     return summary
 
 
 def export_weights(model: UNet, config: TrainConfig, step: int, device: str, validation: dict | None, folder: Path,
-                   colour_steps: int = 0) -> Path:
+                   colour_steps: int = 0, hidden_side: bool = False) -> Path:
     """Write ``folder/unet.safetensors`` and its model card ``folder/unet.json``. ``colour_steps``:
-    input-view colour fitting steps the predictor applies after the network (recorded in the card's
+    input-view colour fitting steps the predictor applies after the network, ``hidden_side``:
+    whether it adds the geometric predictor's unseen-side splats (both recorded in the card's
     "inference" section, which ``load_unet_predictor`` follows)."""
     from volume_cli.synth.sample import FORMAT_VERSION
 
@@ -511,7 +513,8 @@ def export_weights(model: UNet, config: TrainConfig, step: int, device: str, val
                  "examples_seen": step * config.batch_size, "validation_run_seed": VALIDATION_RUN_SEED},
         "steps": step, "started_from": _parent_summary(config), "device": dev_name, "torch": torch.__version__,
         "validation": validation,
-        "inference": {"network_size": config.network_size or config.size, "colour_steps": int(colour_steps)},
+        "inference": {"network_size": config.network_size or config.size, "colour_steps": int(colour_steps),
+                      "hidden_side": bool(hidden_side)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return path
