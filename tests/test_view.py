@@ -278,9 +278,16 @@ def test_export_folder_rules(synthetic_seq, tmp_path):
     assert [p.name for p in other.iterdir()] == ["holiday.jpg"]
 
 
+def _default_sigint() -> None:
+    # A test suite started as a background job of a non-interactive shell inherits SIGINT ignored,
+    # and Python then never turns it into KeyboardInterrupt: the Ctrl-C tests would time out.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_view(*args, open_browser: bool = False, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
     process = subprocess.Popen([str(VOLUME), "view", *map(str, args), "--json"] + ([] if open_browser else ["--no-open"]),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=_default_sigint)
     line = process.stdout.readline()
     assert line, process.stderr.read()
     return process, json.loads(line)
