@@ -188,6 +188,19 @@ def _one_crop(size: int, d: float = 0.6) -> tuple[torch.Tensor, torch.Tensor, to
     return K, images, _random_prior(1, size)
 
 
+def _card_records_and_needs_the_prior(tmp_path, option: str) -> None:
+    """A prior network built with ``option`` records it in its card and is rebuilt with it; without
+    the prior it is refused."""
+    from volume_cli.predictors import unet as U
+
+    model = U.UNet((16, 16, 32, 32, 32), prior=True, **{option: True})
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(model, path, {"config": {"size": 64}, "steps": 0})["architecture"][option] is True
+    assert getattr(U.load_weights(path)[0], option)
+    with pytest.raises(ValueError, match="prior"):
+        U.UNet((16, 16, 32, 32, 32), **{option: True})
+
+
 def _untrained_raw(size: int) -> torch.Tensor:
     """[1, OUT_CHANNELS, S, S]: what an untrained network outputs (the table's biases)."""
     from volume_cli.predictors import unet as U
@@ -432,12 +445,7 @@ def test_front_depth_shape_only_keeps_the_face_where_the_prior_put_it(tmp_path):
     torch.testing.assert_close(kept - kept.mean(), free - free.mean(), atol=1e-3, rtol=0)
     torch.testing.assert_close(U.to_gaussians(bent, *args, front_depth_shape_only=True).means[0, n:],
                                U.to_gaussians(bent, *args).means[0, n:])
-    model = U.UNet((16, 16, 32, 32, 32), prior=True, front_depth_shape_only=True)
-    path = tmp_path / "unet.safetensors"
-    assert U.save_weights(model, path, {"config": {"size": 64}, "steps": 0})["architecture"]["front_depth_shape_only"] is True
-    assert U.load_weights(path)[0].front_depth_shape_only
-    with pytest.raises(ValueError, match="prior"):
-        U.UNet((16, 16, 32, 32, 32), front_depth_shape_only=True)
+    _card_records_and_needs_the_prior(tmp_path, "front_depth_shape_only")
 
 
 @needs_synth
@@ -594,12 +602,7 @@ def test_backing_start_begins_as_the_geometric_predictors_front_and_backing_laye
     deeper[:, U.HEAD_SLICES[("depth", 0)]] += 0.2 * torch.linspace(-1, 1, size)[None, None, :, None]
     bent = U.to_gaussians(deeper, *args, front_size_at_own_depth=True, backing_start=True).means[0]
     torch.testing.assert_close(bent[n:, 2], bent[:n, 2] + U.BACKING_START_BEHIND_M, atol=1e-6, rtol=0)
-    model = U.UNet((16, 16, 32, 32, 32), prior=True, backing_start=True)
-    path = tmp_path / "unet.safetensors"
-    assert U.save_weights(model, path, {"config": {"size": 64}, "steps": 0})["architecture"]["backing_start"] is True
-    assert U.load_weights(path)[0].backing_start
-    with pytest.raises(ValueError, match="prior"):
-        U.UNet((16, 16, 32, 32, 32), backing_start=True)
+    _card_records_and_needs_the_prior(tmp_path, "backing_start")
 
 
 def test_a_backing_start_predictor_fits_both_layers_colours_inside_the_frame():

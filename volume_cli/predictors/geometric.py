@@ -309,7 +309,7 @@ class GeometricPredictor:
         self.use_head = head
         self.name = "geometric" if head else "geometric-ellipsoid"
         model = load_head_model() if head else None
-        self._hidden_slots = model.num_vertices + len(model.edges) if head else 0
+        self._hidden_slots = hidden_side_slots(model) if head else 0
         self._segmenter = PersonSegmenter()
 
     def close(self) -> None:
@@ -491,8 +491,14 @@ def quats_turning_z_to(normals: np.ndarray) -> np.ndarray:
     return q / norm
 
 
+def hidden_side_slots(model) -> int:
+    """Splat slots :func:`hidden_side_splats` fills for the head model ``model``: one per vertex and
+    one per edge midpoint (the same on every frame, so frames stack)."""
+    return model.num_vertices + len(model.edges)
+
+
 def hidden_side_splats(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, K: np.ndarray, person: np.ndarray,
-                 texture, slots: int) -> dict:
+                       texture, slots: int) -> dict:
     """One disc per point of the fitted head, once subdivided (its vertices and edge midpoints:
     ``slots`` of them), on the side the crop camera does not see (means, quats, log_scales,
     opacity_logits, sh); the seen points, and every slot when there is no prior, get

@@ -414,7 +414,7 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
         return raw[:, HEAD_SLICES[(name, layer)]].permute(0, 2, 3, 1).reshape(b, s * s, -1)
 
     spans = (FRONT_COLOUR_SPAN, BACK_COLOUR_SPAN)
-    base_depth = base_logit = band = None
+    base_depth = base_logit = person_logit = band = None
     if prior is not None:
         def channel(name: str) -> Tensor:  # [B, S*S, 1]
             return prior[:, PRIOR_CHANNELS.index(name)].float().reshape(b, s * s, 1)
@@ -422,27 +422,31 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
         # Residuals measured from the heads' initial values, so an untrained network gives the prior.
         base_depth = PRIOR_DEPTH_SCALE_M * channel("proxy_depth") - DEPTH_SPAN_M * math.tanh(_HEAD_BIAS[("depth", 0)])
         person = channel("person").clamp(PERSON_CLAMP, 1.0 - PERSON_CLAMP)
-        base_logit = torch.log(person) - torch.log1p(-person) - _HEAD_BIAS[("opacity", 0)]
+        person_logit = torch.log(person) - torch.log1p(-person)
+        base_logit = person_logit - _HEAD_BIAS[("opacity", 0)]
         if opacity_band:
             band = person_band(person)
-    # A head's change from its initial value (zero for an untrained network).
+    # A head's change from its initial value (zero for an untrained network), and its depth's in metres.
     def change_of(name: str, layer: int) -> Tensor:
         return get(name, layer) - _HEAD_BIAS[(name, layer)]
+
+    def depth_change_m(layer: int) -> Tensor:
+        return DEPTH_SPAN_M * (torch.tanh(get("depth", layer)) - math.tanh(_HEAD_BIAS[("depth", layer)]))
 
     layers = []
     front_z = None
     for layer in range(GAUSSIANS_PER_PIXEL):
-        z = distance.float()[:, None, None] + DEPTH_SPAN_M * torch.tanh(get("depth", layer))
         if layer == 1 and backing_start:
             # On the front splat's ray, BACKING_START_BEHIND_M farther in z (as the geometric predictor's backing).
-            z = front_z + BACKING_START_BEHIND_M + DEPTH_SPAN_M * (
-                torch.tanh(get("depth", 1)) - math.tanh(_HEAD_BIAS[("depth", 1)]))
+            z = front_z + BACKING_START_BEHIND_M + depth_change_m(1)
+        else:
+            z = distance.float()[:, None, None] + DEPTH_SPAN_M * torch.tanh(get("depth", layer))
         if layer == 0 and base_depth is not None:
             z = z + base_depth
             if front_depth_shape_only:
                 # Trained freely, the residual moved whole faces 6-8 cm along the rays (session
                 # 12), a shift the scale-corrected novel views forgive; only its shape is kept.
-                residual = DEPTH_SPAN_M * (torch.tanh(get("depth", 0)) - math.tanh(_HEAD_BIAS[("depth", 0)]))
+                residual = depth_change_m(0)
                 weight = channel("person")
                 mean = (weight * residual).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp_min(1e-6)
                 z = z - mean
@@ -464,7 +468,7 @@ def to_gaussians(raw: Tensor, images: Tensor, K: Tensor, distance: Tensor, prior
             opacity = opacity + base_logit
         if layer == 1 and backing_start:  # as opaque as the person is, like the front layer
             change = change_of("opacity", 1)
-            opacity = torch.log(person) - torch.log1p(-person) + (change if band is None else band * change)
+            opacity = person_logit + (change if band is None else band * change)
         # metres per crop pixel where the splat is: at the head's distance, or (front layer, when
         # asked) at its own depth, which a trained network otherwise uses to shrink or grow its
         # front splats in the input view (session 12: moved ~6 cm along their rays on average)
@@ -521,9 +525,9 @@ class UNetPredictor:
         self._hidden_slots = 0
         if self.hidden_side:
             from volume_cli.head.model import load_head_model
+            from volume_cli.predictors.geometric import hidden_side_slots
 
-            head = load_head_model()
-            self._hidden_slots = head.num_vertices + len(head.edges)
+            self._hidden_slots = hidden_side_slots(load_head_model())
 
     @property
     def device(self) -> torch.device:
