@@ -51,3 +51,28 @@ def test_an_iterator_never_started_has_no_producer():
     with contextlib.closing(prefetch(iter(range(3)))):
         pass
     assert producer_threads() == []
+
+
+def test_in_turn_runs_the_shared_step_in_item_order_whatever_the_threads_do():
+    """Items finish their own work in reverse order, yet the turns go 0, 1, 2, ...; an item that
+    gives its turn up (fails before it) lets the later ones go on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from volume_cli.concurrency import InTurn
+
+    turns, order = InTurn(), []
+
+    def item(k: int) -> None:
+        try:
+            time.sleep(0.02 * (5 - k))  # later items are ready first
+            if k == 2:
+                raise RuntimeError("item 2 fails before its turn")
+            with turns.turn(k):
+                order.append(k)
+        finally:
+            turns.done(k)
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(item, k) for k in range(6)]
+    assert order == [0, 1, 3, 4, 5]
+    assert isinstance(futures[2].exception(), RuntimeError)

@@ -2,6 +2,7 @@
 on real photographs."""
 
 import importlib.util
+import time
 
 import cv2
 import numpy as np
@@ -245,3 +246,63 @@ def test_unseen_side_disc_rotations_turn_z_onto_the_normal():
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-12)
     R = quat_to_matrix(torch.from_numpy(q)).numpy()
     np.testing.assert_allclose(R[:, :, 2], normals, atol=1e-9)  # the third axis is the normal
+
+
+def _hopper_clip_batch(frames: int, size: int):
+    """The first ``frames`` frames of the bundled clip as convert hands them to the predictor:
+    crops, and each frame's fitted head from one clip identity; and a fresh clip HeadTrack."""
+    from pathlib import Path
+
+    from volume_cli import pipeline
+    from volume_cli.face import FaceFinder, head_state
+    from volume_cli.framing import frame_crop
+    from volume_cli.head.track import HeadTrack
+    from volume_cli.video import open_source
+
+    source = open_source(Path(__file__).parents[1] / "examples" / "hopper.mp4", max_frames=frames)
+    K = pipeline.original_intrinsics(source, pipeline.ConvertSettings(size=size))
+    images = [f.image for f in source]
+    with FaceFinder(video=True) as finder:
+        faces = [finder.find(im) for im in images]
+    crops = [frame_crop(im, K, f, head_state(f, K), size) for im, f in zip(images, faces)]
+
+    def batch_and_track():
+        head = HeadTrack(load_head_model(), geo.mesh_depth_rasterizer(), clip=True)
+        head.fit_identity([c.landmarks for c in crops])
+        inputs = pipeline.crop_batch(crops, "cpu")
+        inputs.head_priors = [head.prior_of(head.fitter.fit_frame(c.landmarks), c.cam.K, size)[0] for c in crops]
+        inputs.head_texture = head.texture
+        return inputs, head
+
+    return batch_and_track
+
+
+def test_frames_predicted_at_once_give_the_serial_result(monkeypatch):
+    """The predictor works on two frames of a batch at once; the clip texture's step takes the
+    frames' order, so splats (the unseen side's colours too) and the texture left for the next
+    batch are exactly those of one frame after another."""
+    batch_and_track = _hopper_clip_batch(5, 64)
+    # The first frame to reach the texture is held back, so a thread that did not wait its turn
+    # would use the texture out of order.
+    seen_colours, calls = geo.seen_colours, []
+
+    def slow_first(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return seen_colours(*args)
+
+    monkeypatch.setattr(geo, "seen_colours", slow_first)
+    results = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(geo, "FRAME_THREADS", threads)
+        calls.clear()
+        inputs, head = batch_and_track()
+        with geo.GeometricPredictor() as predictor, torch.inference_mode():
+            results[threads] = predictor.predict(inputs), head.texture.colours()[0], head.texture.steady(np.zeros((1, 3)))
+    (serial, tex_1, shown_1), (threaded, tex_2, shown_2) = results[1], results[2]
+    n = 2 * 64 * 64
+    assert (serial[0].opacities()[n:] > 0.01).sum() > 100  # the unseen side is there to be coloured
+    for field in ("means", "quats", "log_scales", "opacity_logits", "sh"):
+        assert torch.equal(getattr(serial, field), getattr(threaded, field)), field
+    assert np.array_equal(tex_1, tex_2) and np.array_equal(shown_1, shown_2)

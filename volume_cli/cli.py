@@ -21,6 +21,10 @@ from typing import Annotated, Optional
 # prediction took 1.5 s instead of 0.45 s on 2 busy cores. Set before torch loads; a user's own
 # setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# NumPy's and SciPy's OpenBLAS start a thread per core that waits by calling sched_yield in a
+# loop; our matrices are small (the head fit's), and on 2 cores those threads took ~10 % of the
+# CPU and 3 of a convert's 4 s of system time. One thread: set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import typer
 

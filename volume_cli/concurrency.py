@@ -1,4 +1,5 @@
-"""Overlapping stages: run an iterator ahead on a background thread; one lock for compiled kernels."""
+"""Overlapping stages: run an iterator ahead on a background thread; one lock for compiled kernels;
+numbered items whose one shared step must run in their order."""
 
 from __future__ import annotations
 
@@ -70,6 +71,36 @@ def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
         # and a thread cannot join itself.
         if threading.current_thread() is not thread:
             thread.join(PRODUCER_JOIN_S)
+
+
+class InTurn:
+    """Threads working on items 0, 1, 2, ... at once, where one step of each must see the items
+    before it done (a clip's texture grows frame by frame): ``with turns.turn(k):`` waits until
+    items 0..k-1 have had their turn (or given it up). Every item must end with ``done(k)``
+    (repeating it is harmless), also when it fails before its turn, so that later ones go on."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0  # every item below this is done
+        self._finished: set[int] = set()  # done items above it
+
+    @contextlib.contextmanager
+    def turn(self, k: int):
+        with self._cond:
+            self._cond.wait_for(lambda: self._next >= k)
+        try:
+            yield
+        finally:
+            self.done(k)
+
+    def done(self, k: int) -> None:
+        with self._cond:
+            if k >= self._next:
+                self._finished.add(k)
+                while self._next in self._finished:
+                    self._finished.discard(self._next)
+                    self._next += 1
+                self._cond.notify_all()
 
 
 @contextlib.contextmanager

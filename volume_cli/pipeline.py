@@ -484,8 +484,9 @@ def convert(
         timers = {"decode+crop": 0.0, "predict": 0.0, "write": 0.0}
         progress.start("Converting", int(todo.sum()) + sum(len(v) for v in holders.values()))
 
-        def write(t: TrackedFrame, fc: FramedCrop, head_record: dict | None, gaussians) -> None:
+        def write(t: TrackedFrame, fc: FramedCrop, head_record: dict | None, predicted) -> None:
             w0 = time.perf_counter()
+            gaussians = to_original_frame(predicted.prune(), fc.cam.R)  # prune first: half the splats to move
             data = encode_splats(gaussians, settings.splat_format)
             records = []
             if t.index not in done_indices:
@@ -589,10 +590,8 @@ def _predict_and_submit(batch, predictor: Predictor, device: str, writer: Thread
         inputs.head_texture = head.texture
     with torch.inference_mode():
         predicted = predictor.predict(inputs).to("cpu")
-    futures = []
-    for i, (t, fc, _, head_record) in enumerate(batch):
-        gaussians = to_original_frame(predicted[i].prune(), fc.cam.R)  # prune first: half the splats to move
-        futures.append(writer.submit(write, t, fc, head_record, gaussians))
+    # The writer prunes, moves each set to the original camera and encodes it, beside the next batch's prediction.
+    futures = [writer.submit(write, t, fc, head_record, predicted[i]) for i, (t, fc, _, head_record) in enumerate(batch)]
     timers["predict"] += time.perf_counter() - p0
     return futures
 

@@ -27,8 +27,11 @@ c <- c + (crop - render(c)) undo most of that mixing (colour_fit.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -36,6 +39,7 @@ import torch
 from torch import Tensor
 
 from volume_cli import camera
+from volume_cli.concurrency import InTurn
 from volume_cli.gaussians import Gaussians, matrix_to_quat, rgb_to_sh_dc, sh_dc_to_rgb
 from volume_cli.head.model import load_head_model
 from volume_cli.head.prior import HeadPrior, subdivided
@@ -63,6 +67,7 @@ THIN_FRACTION = 0.1
 # 256 x 256 on 2 cores). Two steps lift the input-view PSNR inside the head by 8-12 dB on the real
 # test photos.
 COLOUR_STEPS = 2
+FRAME_THREADS = 2  # frames of a batch predicted at once (see predict)
 # Opacity ceiling: renderers clamp alpha at 0.999; 0.99 keeps logits finite and well scaled.
 MAX_OPACITY = 0.99
 # Opacity for unused Gaussians: far below the 1/255 that any renderer draws; the pipeline prunes them.
@@ -310,10 +315,20 @@ class GeometricPredictor:
         self.name = "geometric" if head else "geometric-ellipsoid"
         model = load_head_model() if head else None
         self._hidden_slots = hidden_side_slots(model) if head else 0
-        self._segmenter = PersonSegmenter()
+        self._segmenter = PersonSegmenter()  # this thread's; the frame pool's threads make their own
+        self._owner = threading.current_thread()
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._segmenters: list[PersonSegmenter] = []
+        self._segmenters_lock = threading.Lock()
 
     def close(self) -> None:
-        self._segmenter.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for segmenter in [self._segmenter, *self._segmenters]:
+            segmenter.close()
+        self._segmenters.clear()
 
     def __enter__(self) -> "GeometricPredictor":
         return self
@@ -323,10 +338,37 @@ class GeometricPredictor:
 
     def person_mask(self, crop: np.ndarray) -> np.ndarray:
         """Person confidence [S, S] in [0, 1] for a crop [S, S, 3] uint8 RGB."""
-        return self._segmenter.mask(crop)
+        return self._thread_segmenter().mask(crop)
+
+    def _thread_segmenter(self) -> PersonSegmenter:
+        """The calling thread's segmenter (a MediaPipe graph takes one frame at a time)."""
+        if threading.current_thread() is self._owner:
+            return self._segmenter
+        mine = getattr(self._local, "segmenter", None)
+        if mine is None:
+            mine = self._local.segmenter = PersonSegmenter()
+            with self._segmenters_lock:
+                self._segmenters.append(mine)
+        return mine
 
     def predict(self, batch: CropBatch) -> Gaussians:
-        sets = [self._predict_one(batch, i) for i in range(len(batch))]
+        # Two frames at once: much of a frame is single-threaded NumPy and MediaPipe between the
+        # compiled kernels (which take both cores), so a second frame fills the idle core. The
+        # clip texture's step runs in frame order (InTurn), so the result is the serial one.
+        turns = InTurn()
+
+        def one(i: int) -> Gaussians:
+            try:
+                return self._predict_one(batch, i, turns)
+            finally:
+                turns.done(i)
+
+        if len(batch) == 1 or FRAME_THREADS == 1:
+            sets = [one(i) for i in range(len(batch))]
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(FRAME_THREADS, thread_name_prefix="geometric")
+            sets = list(self._pool.map(one, range(len(batch))))
         return Gaussians(**{k: torch.stack([getattr(s, k) for s in sets]) for k in ("means", "quats", "log_scales", "opacity_logits", "sh")})
 
     def head_prior(self, batch: CropBatch, i: int) -> HeadPrior | None:
@@ -339,7 +381,7 @@ class GeometricPredictor:
         still = HeadTrack(load_head_model(), _steps().rasterize_depth, clip=False)
         return still.prior(batch.landmarks[i].double().cpu().numpy(), batch.K[i].double().cpu().numpy(), batch.size)[0]
 
-    def _predict_one(self, batch: CropBatch, i: int) -> Gaussians:
+    def _predict_one(self, batch: CropBatch, i: int, turns: InTurn) -> Gaussians:
         s = batch.size
         K = batch.K[i].double().cpu().numpy()
         image = batch.images[i].permute(1, 2, 0).cpu().numpy()  # [S, S, 3] float
@@ -375,7 +417,8 @@ class GeometricPredictor:
         layers = [front, backing]
         shs = [rgb_to_sh_dc(colour)[:, None, :], rgb_to_sh_dc(colour_back)[:, None, :]]
         if self._hidden_slots:
-            hidden = hidden_side_splats(prior, depth, image, K, person, batch.head_texture, self._hidden_slots)
+            hidden = hidden_side_splats(prior, depth, image, K, person, batch.head_texture, self._hidden_slots,
+                                        texture_turn=lambda: turns.turn(i))
             shs.append(hidden.pop("sh"))
             layers.append(hidden)
         return Gaussians(**{k: torch.cat([layer[k] for layer in layers]).contiguous() for k in front}, sh=torch.cat(shs))
@@ -498,13 +541,14 @@ def hidden_side_slots(model) -> int:
 
 
 def hidden_side_splats(prior: HeadPrior | None, depth: np.ndarray, image: np.ndarray, K: np.ndarray, person: np.ndarray,
-                       texture, slots: int) -> dict:
+                       texture, slots: int, texture_turn=contextlib.nullcontext) -> dict:
     """One disc per point of the fitted head, once subdivided (its vertices and edge midpoints:
     ``slots`` of them), on the side the crop camera does not see (means, quats, log_scales,
     opacity_logits, sh); the seen points, and every slot when there is no prior, get
     UNUSED_OPACITY_LOGIT and are pruned. depth [S, S]: the front layer's z; image [S, S, 3] the
     crop, person [S, S] its person confidence (times the valid mask); texture: the clip's
-    ClipTexture or None."""
+    ClipTexture or None; texture_turn: a context manager entered around this frame's use of the
+    texture (frames predicted at once take their turns in frame order)."""
     means = np.zeros((slots, 3))
     normals = np.tile([0.0, 0.0, -1.0], (slots, 1))
     sigma = np.full(slots, 1e-3)
@@ -514,13 +558,14 @@ def hidden_side_splats(prior: HeadPrior | None, depth: np.ndarray, image: np.nda
         model = load_head_model()
         edges = model.edges
         seen, weights = seen_colours(prior, image, K, person)
-        vertex_colour = hidden_side_colours(seen, weights, model.mirror, edges, None if texture is None else texture.colours())
-        if texture is not None:
-            texture.add(seen, weights)  # after use: a frame's own view is in ``seen`` already
+        with texture_turn():
+            vertex_colour = hidden_side_colours(seen, weights, model.mirror, edges, None if texture is None else texture.colours())
+            if texture is not None:
+                texture.add(seen, weights)  # after use: a frame's own view is in ``seen`` already
+            colour = np.concatenate([vertex_colour, 0.5 * (vertex_colour[edges[:, 0]] + vertex_colour[edges[:, 1]])])
+            if texture is not None:
+                colour = texture.steady(colour)
         means, normals, visible = subdivided(prior, edges, K)
-        colour = np.concatenate([vertex_colour, 0.5 * (vertex_colour[edges[:, 0]] + vertex_colour[edges[:, 1]])])
-        if texture is not None:
-            colour = texture.steady(colour)
         # Spacing: half the mean length of a vertex's edges (subdivision halves them); a midpoint
         # takes its edge's half length.
         length = np.linalg.norm(prior.vertices[edges[:, 0]] - prior.vertices[edges[:, 1]], axis=1)

@@ -71,7 +71,7 @@ def _matrix_to_quat(m, q):  # pragma: no cover - compiled
         q[k] = sign * q[k] / norm
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _surface_aligned(points, focal, sigma_px, max_stretch, thin_fraction, quats, log_scales):  # pragma: no cover
     """Per pixel of points [S, S, 3]: quats [S*S, 4] and log_scales [S*S, 3] (float32), the
     reference's arithmetic step for step in float64."""
@@ -127,7 +127,7 @@ def surface_aligned(points: np.ndarray, focal: float, sigma_px: float) -> tuple[
     return torch.from_numpy(quats), torch.from_numpy(log_scales)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rasterize_depth(pixels, inv_depth, triangles, size, best):  # pragma: no cover - compiled
     """Max inverse depth per pixel into best [size * size] (0 = nothing), triangle by triangle
     over its bounding box; the reference's barycentric test and tolerance. Serial: a face mesh is

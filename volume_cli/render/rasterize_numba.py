@@ -62,7 +62,7 @@ def _quat_rotation(quats, i, rot):  # pragma: no cover - compiled
     return qw, qx, qy, qz, norm
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d,
              means2d, conics, depths, radii):  # pragma: no cover - compiled
     """``rasterize_torch.project_gaussians`` fused into one pass per (camera, Gaussian), for
@@ -110,7 +110,7 @@ def _project(means, quats, scales, opacities, viewmats, Ks, width, height, near_
             radii[cam, i, 0], radii[cam, i, 1] = rx, ry
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d, radii, grad_means2d, grad_conics,
                       grad_depths, grad_means, grad_quats, grad_scales):  # pragma: no cover - compiled
     """Gradients of ``_project``'s means2d, conics and depths with respect to means [N, 3], quats
@@ -204,7 +204,7 @@ def _project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d, 
         grad_quats[i, 3] = (g_qz - qz * along) / norm
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _bin_tiles(means2d, radii, order, num_cameras, tiles_x, tiles_y, tile, n):  # pragma: no cover - compiled
     """Tile lists. means2d [C*N, 2], radii [C*N, 2] (int), order [V]: the visible flat ids sorted by
     depth (ties by id). Returns flat ids [M] grouped by tile, front to back within each, and the
@@ -317,7 +317,7 @@ def _mark_finished(T, live_lo, live_hi, live_rows, i, j, cols):  # pragma: no co
             live_rows[1] -= 1
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
                      accum, transmittance, splat, weight, count):  # pragma: no cover - compiled
     """The forward composite, in one of two modes. transmittance [C, H, W] (ones on entry) gets
@@ -410,7 +410,7 @@ def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, 
 _NO_TERMS = (np.zeros((1, 1, 1, 0), np.int32), np.zeros((1, 1, 1, 0), np.float64), np.zeros((1, 1, 1), np.int32))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _weighted_sums(splat, weight, count, payload, accum):  # pragma: no cover - compiled
     """accum [C, H, W, D] (zeros on entry) = sum over a pixel's terms of weight * payload[splat]
     (payload [C*N, D]), each pixel's terms in their stored order, in float64 like the forward."""
@@ -426,7 +426,7 @@ def _weighted_sums(splat, weight, count, payload, accum):  # pragma: no cover - 
                 accum[cam, y, x, ch] = total
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
                         accum, transmittance, grad_accum, grad_transmittance,
                         entry_means2d, entry_conics, entry_opacities, entry_payload):  # pragma: no cover - compiled
@@ -704,17 +704,20 @@ class _TermBuffers:
     They are ~50 MB at 256 px, and fresh ones cost a page fault per 4 kB on first write (measured
     ~12 ms of a 30 ms recording pass); a head's colour fit records one placement per frame. A set
     is lent to one ``colour`` function and comes back when that function is collected, so two
-    live fits never share one."""
+    live fits never share one. Up to KEPT sets wait (the geometric predictor fits two frames at
+    once); a set of another shape is dropped."""
+
+    KEPT = 2
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._free: tuple[np.ndarray, np.ndarray] | None = None  # one set: frames have one shape
+        self._free: list[tuple[np.ndarray, np.ndarray]] = []
 
     def take(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            free, self._free = self._free, None
-        if free is not None and free[0].shape == shape:
-            return free
+            self._free = [b for b in self._free if b[0].shape == shape]
+            if self._free:
+                return self._free.pop()
         return np.empty(shape, np.int32), np.empty(shape, np.float64)  # only written entries are read
 
     def give_back_when_collected(self, owner: object, buffers: tuple[np.ndarray, np.ndarray]) -> None:
@@ -722,7 +725,7 @@ class _TermBuffers:
 
     def give_back(self, buffers: tuple[np.ndarray, np.ndarray]) -> None:
         with self._lock:
-            self._free = buffers
+            self._free = [buffers, *self._free][: self.KEPT]
 
 
 _TERM_BUFFERS = _TermBuffers()
