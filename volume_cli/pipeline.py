@@ -5,9 +5,9 @@ Two passes over the source:
      window and a clip with no face fails before anything is written; the landmarks wait in an
      unlinked temporary file beside the output (landmark_store.py), so memory does not grow with
      the clip's length (a few numbers a frame stay in memory);
-  2. decode again + homography crop -> predictor (batched) -> original camera frame -> prune ->
-     write. Decoding runs ahead on a thread and files are written on another, so the predictor
-     sets the pace.
+  2. decode again + homography crop -> predictor (batched) -> prune -> original camera frame ->
+     write. Decoding (with the crop and the head prior) runs ahead on a thread, and pruning,
+     moving and encoding each set happen on the writer's, so the predictor sets the pace.
 
 Output folder invariants: splat files appear only complete (temporary name, then rename);
 sequence.json is rewritten atomically every second (less often once a rewrite takes more than a
