@@ -317,6 +317,20 @@ def _mark_finished(T, live_lo, live_hi, live_rows, i, j, cols):  # pragma: no co
             live_rows[1] -= 1
 
 
+# prange hands each thread one contiguous run of iterations; in tile (or row) order one thread got
+# the forehead and hair, the other the face and neck, where most splats are. Taking the tiles in
+# the order u -> u * _SPREAD_STRIDE mod n gives every run tiles from all over the image.
+_SPREAD_STRIDE = 7919  # a prime: a permutation for every n it does not divide
+
+
+@numba.njit(cache=True, inline="always")
+def _spread(u, n):  # pragma: no cover - compiled
+    u, n = np.int64(u), np.int64(n)  # prange's index may be unsigned, and uint64 * int64 is a float
+    if n % _SPREAD_STRIDE == 0:
+        return u
+    return (u * _SPREAD_STRIDE) % n
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, tiles_y, tile, width, height,
                      accum, transmittance, splat, weight, count):  # pragma: no cover - compiled
@@ -339,7 +353,9 @@ def _composite_tiles(means2d, conics, opacities, payload, ids, starts, tiles_x, 
     channels = payload.shape[1]
     capacity = splat.shape[3]
     record = capacity > 0
-    for t in numba.prange(starts.shape[0] - 1):
+    num_tiles = starts.shape[0] - 1
+    for u in numba.prange(num_tiles):
+        t = _spread(u, num_tiles)
         begin, end = starts[t], starts[t + 1]
         if begin == end:
             continue
@@ -416,7 +432,8 @@ def _weighted_sums(splat, weight, count, payload, accum):  # pragma: no cover - 
     (payload [C*N, D]), each pixel's terms in their stored order, in float64 like the forward."""
     num_cameras, height, width = count.shape
     channels = payload.shape[1]
-    for row in numba.prange(num_cameras * height):
+    for u in numba.prange(num_cameras * height):
+        row = _spread(u, num_cameras * height)
         cam, y = row // height, row % height
         for x in range(width):
             for ch in range(channels):
@@ -437,7 +454,9 @@ def _composite_backward(means2d, conics, opacities, payload, ids, starts, tiles_
     The sum over later splats is A minus the running sum."""
     tiles_per_camera = tiles_x * tiles_y
     channels = payload.shape[1]
-    for t in numba.prange(starts.shape[0] - 1):
+    num_tiles = starts.shape[0] - 1
+    for u in numba.prange(num_tiles):
+        t = _spread(u, num_tiles)
         begin, end = starts[t], starts[t + 1]
         if begin == end:
             continue
