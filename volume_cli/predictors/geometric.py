@@ -315,18 +315,19 @@ class GeometricPredictor:
         self.name = "geometric" if head else "geometric-ellipsoid"
         model = load_head_model() if head else None
         self._hidden_slots = hidden_side_slots(model) if head else 0
-        self._segmenter = PersonSegmenter()  # this thread's; the frame pool's threads make their own
-        self._owner = threading.current_thread()
         self._pool: ThreadPoolExecutor | None = None
+        # One segmenter per thread (a MediaPipe graph takes one frame at a time): this thread's
+        # now, the frame pool's when they first segment; all of them closed by close().
         self._local = threading.local()
-        self._segmenters: list[PersonSegmenter] = []
+        self._local.segmenter = PersonSegmenter()
+        self._segmenters = [self._local.segmenter]
         self._segmenters_lock = threading.Lock()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        for segmenter in [self._segmenter, *self._segmenters]:
+        for segmenter in self._segmenters:
             segmenter.close()
         self._segmenters.clear()
 
@@ -341,9 +342,7 @@ class GeometricPredictor:
         return self._thread_segmenter().mask(crop)
 
     def _thread_segmenter(self) -> PersonSegmenter:
-        """The calling thread's segmenter (a MediaPipe graph takes one frame at a time)."""
-        if threading.current_thread() is self._owner:
-            return self._segmenter
+        """The calling thread's segmenter."""
         mine = getattr(self._local, "segmenter", None)
         if mine is None:
             mine = self._local.segmenter = PersonSegmenter()
