@@ -1,4 +1,9 @@
-"""volume evaluate's synthetic harness on WB and WB with one layer's outputs put back to their start."""
+"""volume evaluate's synthetic harness (16 held-out people) on one network as exported and with
+layer_probe.py's inference variants. Run from this folder (it takes ``variant`` from
+layer_probe.py):
+
+    W=WB/unet.safetensors KINDS=back-at-start,front-at-start OUT=result.json python eval_variants.py
+"""
 import sys, json
 import os
 W = os.environ.get("W", "/tmp/s16/WBx/unet.safetensors")

@@ -1,7 +1,15 @@
 """Issue 10 probe: where a trained prior network loses the ORIGINAL frame. For each real input and
 predictor: crop / original-frame PSNR, the front layer's depth roughness (|z - blur(z)| on the
 solid person), the share of solid person pixels whose front splat lies behind a neighbour's
-backing (z_i > z_j + 8 mm for an 8-neighbour j), and the original-frame error maps side by side."""
+backing (z_i > z_j + 8 mm for an 8-neighbour j), and the original-frame error maps side by side.
+
+Each network can also be run changed at inference, before colour fitting (``variant``):
+front-smoothed (the front depth blurred, sigma 2 px, the backing moved with it),
+backing-behind-neighbours (every backing behind the farthest front of its 3 x 3 neighbours + 8 mm),
+back-at-start / front-at-start (that layer's heads put back to their initial biases).
+
+    python layer_probe.py W1/unet.safetensors[,W2/...] OUT_DIR [variant,variant,...]
+"""
 import sys, math
 from pathlib import Path
 import numpy as np, torch, cv2
@@ -30,12 +38,16 @@ def variant(pred, kind):
     original = model.gaussians_from
 
     def patched(raw, images, K, distance, prior):
-        if kind in ("back-at-start", "front-at-start"):
-            from volume_cli.predictors.unet import HEAD_SLICES, _HEAD_BIAS
+        if kind == "front-at-start":  # every front head at its initial bias, as --front-learns locks them
+            from volume_cli.predictors.unet import locked_front
+            return original(locked_front(raw, ()), images, K, distance, prior)
+        if kind == "back-at-start":  # the same for the back layer's heads, each with its whole bias
+            from volume_cli.predictors.unet import HEAD_SLICES, HEADS
             raw = raw.clone()
-            for (name, layer), sl in HEAD_SLICES.items():
-                if layer == (1 if kind == "back-at-start" else 0):
-                    raw[:, sl] = _HEAD_BIAS[(name, layer)]
+            for h in HEADS:
+                if h.layer == 1:
+                    bias = torch.tensor(h.bias, dtype=raw.dtype, device=raw.device)
+                    raw[:, HEAD_SLICES[(h.name, 1)]] = bias[None, :, None, None]
             return original(raw, images, K, distance, prior)
         g = original(raw, images, K, distance, prior)
         b, s = images.shape[0], images.shape[-1]
