@@ -348,6 +348,70 @@ def test_front_learned_keeps_the_prior_front_layer_where_the_network_is_not_aske
         U.UNet((16, 16, 32, 32, 32), front_learned=("depth", "offset"))
 
 
+def test_back_learned_none_holds_the_backing_start_whatever_the_weights(tmp_path):
+    """A backing-start network built to learn no back head gives, whatever its weights, the back
+    layer of an untrained one (the backing 8 mm behind each front splat, its size, orientation,
+    opacity and colour; the quaternion's whole (1, 0, 0, 0), not one channel), while its front
+    layer is the free network's, and the backing follows the learned front depth. No gradient
+    reaches a held head; a partial list holds only the heads it leaves out. The card records the
+    list; older cards learned every back head."""
+    from volume_cli.predictors import unet as U
+
+    size, d = 32, 0.6
+    K, images, prior = _one_crop(size, d)
+    prior[:, CH["person"]] = 0.9
+    valid = torch.ones(1, size, size, dtype=torch.bool)
+    distance = torch.tensor([d])
+    options = dict(prior=True, front_size_at_own_depth=True, backing_start=True)
+    torch.manual_seed(0)
+    free = U.UNet((16, 16, 32, 32, 32), **options)
+    held = U.UNet((16, 16, 32, 32, 32), back_learned=(), **options)
+    offset_only = U.UNet((16, 16, 32, 32, 32), back_learned=("offset",), **options)
+    untrained = U.UNet((16, 16, 32, 32, 32), **options)
+    with torch.no_grad():
+        free.head.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(2))
+        untrained.head.weight.zero_()
+    held.load_state_dict(free.state_dict())
+    offset_only.load_state_dict(free.state_dict())
+    n = size * size
+    with torch.no_grad():
+        start = U.predict_gaussians(untrained, images, valid, K, distance, prior)
+        g_free = U.predict_gaussians(free, images, valid, K, distance, prior)
+        g_offset = U.predict_gaussians(offset_only, images, valid, K, distance, prior)
+    g = U.predict_gaussians(held, images, valid, K, distance, prior)
+    for key in ("means", "quats", "log_scales", "opacity_logits", "sh"):  # the front: the free network's
+        torch.testing.assert_close(getattr(g, key)[:, :n], getattr(g_free, key)[:, :n])
+    def back(x, key):  # the back layer's; sizes in crop pixels (a backing is sized at its own depth)
+        return x.log_scales[:, n:] - torch.log(x.means[:, n:, 2:]) if key == "log_scales" else getattr(x, key)[:, n:]
+
+    for key in ("quats", "log_scales", "opacity_logits", "sh"):  # the back: the start's, not the free net's
+        torch.testing.assert_close(back(g, key), back(start, key), atol=1e-5, rtol=0)
+        assert not torch.allclose(back(g_free, key), back(start, key), atol=1e-3), key
+    # The held backing sits 8 mm behind the front splat the network moved, on the same ray.
+    torch.testing.assert_close(g.means[0, n:, 2], g.means[0, :n, 2] + U.BACKING_START_BEHIND_M, atol=1e-6, rtol=0)
+    torch.testing.assert_close(g.means[0, n:, :2] / g.means[0, n:, 2:], g.means[0, :n, :2] / g.means[0, :n, 2:], atol=1e-6, rtol=0)
+    assert not torch.allclose(g_free.means[0, n:], g.means[0, n:], atol=1e-4)
+    # Only the offset learned: the backing leaves its ray, its shape stays the start's.
+    assert not torch.allclose(g_offset.means[0, n:, :2] / g_offset.means[0, n:, 2:], g.means[0, n:, :2] / g.means[0, n:, 2:], atol=1e-4)
+    for key in ("quats", "opacity_logits", "sh"):
+        torch.testing.assert_close(back(g_offset, key), back(start, key), atol=1e-6, rtol=0)
+    (g.means[:, n:].sum() + g.opacity_logits[:, n:].sum() + g.sh[:, n:].sum() + g.log_scales[:, n:].sum()
+     + g.quats[:, n:].sum()).backward()
+    weight_grad = held.head.weight.grad[:, :, 0, 0]
+    for name in U.BACK_HEADS:
+        assert float(weight_grad[U.HEAD_SLICES[(name, 1)]].abs().max()) == 0.0, name
+    assert float(weight_grad[U.HEAD_SLICES[("depth", 0)]].abs().max()) > 0.0  # the backing follows the front
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(held, path, {"config": {"size": size}, "steps": 0})["architecture"]["back_learned"] == []
+    assert U.load_unet_predictor(path).model.back_learned == ()
+    old = json.loads(U.card_path(path).read_text())
+    del old["architecture"]["back_learned"]
+    U.card_path(path).write_text(json.dumps(old))
+    assert U.load_weights(path)[0].back_learned == U.BACK_HEADS
+    with pytest.raises(ValueError, match="back_learned"):
+        U.UNet((16, 16, 32, 32, 32), back_learned=("depth", "refine"))
+
+
 def test_front_depth_cells_bend_the_prior_surface_without_rippling_it(tmp_path):
     """With ``front_depth_cells`` the front depth residual is an average over that grid, smoothly
     interpolated: a residual that alternates row by row (the ribbing seen on real faces) averages

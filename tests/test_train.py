@@ -502,14 +502,16 @@ def test_cli_train_resume_and_errors(tmp_path):
     runner = CliRunner()
     args = ["-o", str(tmp_path / "run"), "--size", "32", "--views", "2", "--batch-size", "1", "--widths", "16,16,32,32,64",
             "--val-every", "2", "--val-count", "1", "--device", "cpu", "--render-backend", "torch", "--json"]
-    first = runner.invoke(app, args + ["--steps", "2", "--input-view-weight", "3"])
+    first = runner.invoke(app, args + ["--steps", "2", "--input-view-weight", "3", "--back-learns", "none"])
     assert first.exit_code == 0, first.output
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["loss_weights"]["input_view"] == 3.0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["loss_weights"]["input_view"] == 3.0 and config["back_learned"] == []
     summary = json.loads(first.stdout)
     assert summary["step"] == 2 and summary["stopped"] == "done" and summary["validation"]["step"] == 2
     again = runner.invoke(app, args + ["--steps", "3", "--resume"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["step"] == 3
+    assert loop.TrainConfig.from_json(json.loads((tmp_path / "run" / "config.json").read_text())).back_learned == ()
     exists = runner.invoke(app, args + ["--steps", "3"])
     assert exists.exit_code == 1 and "Error:" in exists.stderr and "--resume" in exists.stderr
     missing = runner.invoke(app, ["-o", str(tmp_path / "none"), "--resume", "--json"])
@@ -517,7 +519,8 @@ def test_cli_train_resume_and_errors(tmp_path):
     assert runner.invoke(app, args + ["--size", "40"]).exit_code == 1  # not a multiple of 16
     bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), "--network-size", "24"])
     assert bad.exit_code == 1 and "--network-size" in bad.stderr
-    for option, value in (("--front-learns", "depth,offset"), ("--front-learns", ","), ("--head-input-weight", "1"),
+    for option, value in (("--front-learns", "depth,offset"), ("--front-learns", ","), ("--back-learns", "opacity,alpha"),
+                          ("--back-learns", ","), ("--head-input-weight", "1"),
                           ("--front-depth-cells", "12"), ("--front-depth-shape-only", None)):
         bad = runner.invoke(app, args + ["-o", str(tmp_path / "other"), option] + ([value] if value else []))  # offset: the back layer's; no --prior
         assert bad.exit_code == 1 and option in bad.stderr, (option, value, bad.output)

@@ -156,6 +156,7 @@ OUT_CHANNELS = sum(h.channels for h in HEADS)
 assert {h.layer for h in HEADS} == set(range(GAUSSIANS_PER_PIXEL))
 # Heads every layer has (the offset is the back layer's alone; see above).
 LAYER_HEADS = ("depth", "opacity", "scale", "rotation", "colour")
+BACK_HEADS = tuple(h.name for h in HEADS if h.layer == 1)
 
 
 def _head_slices() -> dict[tuple[str, int], slice]:
@@ -170,21 +171,28 @@ HEAD_SLICES = _head_slices()
 _HEAD_BIAS = {(h.name, h.layer): h.bias[0] for h in HEADS}
 
 
-def locked_front(raw: Tensor, learned: tuple[str, ...]) -> Tensor:
-    """raw [B, OUT_CHANNELS, S, S] with every front head NOT in ``learned`` set to its initial bias,
-    so that :func:`to_gaussians` gives those quantities exactly as an untrained network (with the
-    prior: the prior's) and no gradient reaches them. Authenticity lives mostly in the front
-    layer's opacity, shape and colour; a network trained at 64 px learned per-grid-pixel versions
-    of them that fail once resized to the crop and seen in the original frame (session 11). Its
-    depth moves each front splat only along its pixel's ray, which the input camera sees only
-    through the order in which neighbours overlap (see weights/experiments/s12_front_locked)."""
-    locked = [h for h in HEADS if h.layer == 0 and h.name not in learned]
+def locked_heads(raw: Tensor, front_learned: tuple[str, ...], back_learned: tuple[str, ...] = BACK_HEADS) -> Tensor:
+    """raw [B, OUT_CHANNELS, S, S] with every head NOT learned (front heads not in
+    ``front_learned``, back heads not in ``back_learned``) set to its whole initial bias, so that
+    :func:`to_gaussians` gives those quantities exactly as an untrained network (with the prior:
+    the prior's) and no gradient reaches them.
+
+    Front: authenticity lives mostly in the front layer's opacity, shape and colour; a network
+    trained at 64 px learned per-grid-pixel versions of them that fail once resized to the crop and
+    seen in the original frame (session 11). Its depth moves each front splat only along its
+    pixel's ray, which the input camera sees only through the order in which neighbours overlap
+    (see weights/experiments/s12_front_locked).
+    Back: trained freely from the backing start, the back layer drifted 28 mm behind the front
+    (start: 8 mm) and showed through the front's gaps as a screen-door in the original frame,
+    2.8 dB below the prior on real photos; held at its start it was level (session 16,
+    weights/experiments/s16_probes)."""
+    locked = [h for h in HEADS if h.name not in (front_learned if h.layer == 0 else back_learned)]
     if not locked:
         return raw
     raw = raw.clone()
     for h in locked:
         bias = torch.tensor(h.bias, dtype=raw.dtype, device=raw.device)
-        raw[:, HEAD_SLICES[(h.name, 0)]] = bias[None, :, None, None].expand(raw.shape[0], -1, *raw.shape[2:])
+        raw[:, HEAD_SLICES[(h.name, h.layer)]] = bias[None, :, None, None].expand(raw.shape[0], -1, *raw.shape[2:])
     return raw
 
 
@@ -277,14 +285,15 @@ class UNet(nn.Module):
 
     def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS, prior: bool = False, opacity_band: bool = False,
                  refine: bool = False, front_min_scale_px: float = 0.0, front_learned: tuple[str, ...] = LAYER_HEADS,
-                 front_depth_cells: int = 0, front_size_at_own_depth: bool = False,
+                 back_learned: tuple[str, ...] = BACK_HEADS, front_depth_cells: int = 0, front_size_at_own_depth: bool = False,
                  front_depth_shape_only: bool = False, backing_start: bool = False) -> None:
         """prior: also take the head prior's channels (and predict the front layer over it);
         opacity_band (with prior): the front-opacity residual is scaled by :func:`person_band`;
         refine: a :class:`FullResolutionRefiner` corrects the front opacity and colour at the
         crop's side (:func:`network_at_size` applies it); front_min_scale_px: every axis of
         a front splat at least this many crop pixels (0: SCALE_MIN_PX, as before); front_learned:
-        the front heads the network predicts (the others keep their initial values: :func:`locked_front`);
+        the front heads the network predicts (the others keep their initial values: :func:`locked_heads`);
+        back_learned: the same for the back layer (empty: the whole back layer held at its start);
         front_depth_cells: the front depth residual on that many cells a side (:func:`coarse_front_depth`;
         0: per pixel); front_size_at_own_depth: front splat sizes in crop pixels at the splat's own
         depth (:func:`to_gaussians`); front_depth_shape_only (with prior): the front depth residual's
@@ -306,6 +315,10 @@ class UNet(nn.Module):
         if unknown:
             raise ValueError(f"front_learned names heads {sorted(unknown)}; the front layer's are {list(LAYER_HEADS)}")
         self.front_learned = tuple(h for h in LAYER_HEADS if h in front_learned)  # canonical order
+        unknown = set(back_learned) - set(BACK_HEADS)
+        if unknown:
+            raise ValueError(f"back_learned names heads {sorted(unknown)}; the back layer's are {list(BACK_HEADS)}")
+        self.back_learned = tuple(h for h in BACK_HEADS if h in back_learned)
         # Every crop the U-Net takes is a multiple of 16 a side: a divisor of 16 fits all of them.
         if front_depth_cells < 0 or (front_depth_cells and 2 ** (LEVELS - 1) % front_depth_cells):
             raise ValueError(f"front_depth_cells must be 0 (per pixel) or divide {2 ** (LEVELS - 1)}, got {front_depth_cells}")
@@ -330,7 +343,7 @@ class UNet(nn.Module):
         """:func:`to_gaussians` of this network's raw outputs, with the activation settings it was
         built with (the front heads it learns, the opacity band, the front splats' floor), so that no
         caller passes them by hand."""
-        raw = locked_front(raw, self.front_learned)
+        raw = locked_heads(raw, self.front_learned, self.back_learned)
         if self.front_depth_cells:
             raw = coarse_front_depth(raw, self.front_depth_cells)
         return to_gaussians(raw, images, K, distance, prior, self.opacity_band, self.front_min_scale_px,
@@ -684,6 +697,7 @@ def architecture(model: UNet) -> dict:
         "refine": model.refiner is not None,
         "front_min_scale_px": model.front_min_scale_px,
         "front_learned": list(model.front_learned),
+        "back_learned": list(model.back_learned),
         "front_depth_cells": model.front_depth_cells,
         "front_size_at_own_depth": model.front_size_at_own_depth,
         "front_depth_shape_only": model.front_depth_shape_only,
@@ -745,6 +759,7 @@ def load_weights(path: Path = DEFAULT_WEIGHTS, expected_sha256: str | None = Non
                  refine=bool(card["architecture"].get("refine", False)),
                  front_min_scale_px=float(card["architecture"].get("front_min_scale_px", 0.0)),
                  front_learned=tuple(card["architecture"].get("front_learned", LAYER_HEADS)),
+                 back_learned=tuple(card["architecture"].get("back_learned", BACK_HEADS)),  # before session 17: all
                  front_depth_cells=int(card["architecture"].get("front_depth_cells", 0)),
                  front_size_at_own_depth=bool(card["architecture"].get("front_size_at_own_depth", False)),
                  front_depth_shape_only=bool(card["architecture"].get("front_depth_shape_only", False)),

@@ -45,6 +45,7 @@ def train(
     refine: Annotated[bool, typer.Option("--refine/--no-refine", help="A light refinement head at the crop's own side corrects the front opacity and colour after the U-Net (which runs at --network-size): detail the resized outputs blur.")] = False,
     front_min_scale: Annotated[float, typer.Option("--front-min-scale", min=0.0, max=15.0, help="Floor every axis of the front splats at this many crop pixels (0: none): thin splats reproduce the crop at its own pixel centres but leave a screen-door of gaps in the original frame.")] = 0.0,
     front_learns: Annotated[str, typer.Option("--front-learns", help="The front layer's heads the network predicts, comma-separated from depth, opacity, scale, rotation, colour, or 'all'; the others keep the untrained values (with --prior: the prior's person mask, 0.5 px round splats, the pixel's colour). 'depth' leaves the input view to the prior and trains what novel views need.")] = "all",
+    back_learns: Annotated[str, typer.Option("--back-learns", help="The back layer's heads the network predicts, comma-separated from depth, offset, opacity, scale, rotation, colour, or 'all' or 'none'; the others keep their start (with --backing-start: the geometric predictor's backing 8 mm behind each front splat, as opaque as the person). 'none' with --backing-start: trained freely at 64 px the back layer drifted 28 mm behind the front and lost 2.8 dB in the original frame on real photos; held, it did not (session 16).")] = "all",
     front_depth_cells: Annotated[int, typer.Option("--front-depth-cells", min=0, help="Predict the front depth residual on this many cells a side (1, 2, 4, 8 or 16), interpolated smoothly (0: per pixel): the prior's surface bent, not rippled.")] = 0,
     front_size_at_own_depth: Annotated[bool, typer.Option("--front-size-at-own-depth/--front-size-at-head", help="Size each front splat in crop pixels at its own depth instead of at the head's distance: its footprint in the input view then does not change with the depth the network gives it.")] = False,
     backing_start: Annotated[bool, typer.Option("--backing-start/--free-back-start", help="With --prior: start as the geometric predictor's two layers (front splats 0.35 px; the back layer a backing 8 mm behind each front splat, 0.7 px, as opaque as the person), and fit both layers' colours in the predictor. The default start (0.5 px front, a faint free back layer) is 5 dB less authentic on real photos after colour fitting.")] = False,
@@ -115,11 +116,15 @@ def train(
             raise ValueError(f"--size must be a multiple of 16, got {size}")
         if opacity_band and not prior:
             raise ValueError("--opacity-band weights the residual over the prior's person mask: it needs --prior")
-        from volume_cli.predictors.unet import LAYER_HEADS
+        from volume_cli.predictors.unet import BACK_HEADS, LAYER_HEADS
 
         learned = LAYER_HEADS if front_learns.strip() == "all" else tuple(h.strip() for h in front_learns.split(",") if h.strip())
         if not learned or set(learned) - set(LAYER_HEADS):
             raise ValueError(f"--front-learns takes 'all' or comma-separated heads from {', '.join(LAYER_HEADS)}; got {front_learns!r}")
+        back_spec = back_learns.strip()
+        back_learned = BACK_HEADS if back_spec == "all" else () if back_spec == "none" else tuple(h.strip() for h in back_spec.split(",") if h.strip())
+        if (back_spec not in ("all", "none") and not back_learned) or set(back_learned) - set(BACK_HEADS):
+            raise ValueError(f"--back-learns takes 'all', 'none' or comma-separated heads from {', '.join(BACK_HEADS)}; got {back_learns!r}")
         if front_depth_cells and 16 % front_depth_cells:
             raise ValueError(f"--front-depth-cells must be 1, 2, 4, 8 or 16 (every crop side is a multiple of 16), got {front_depth_cells}")
         if export_hidden_side and not prior:
@@ -143,7 +148,8 @@ def train(
                                      upsampled_input_view=upsampled_input_weight, head_input_view=head_input_weight,
                                      perceptual=perceptual_weight),
             render_backend=render_backend.value, amp=amp, novel_view_size=novel_view_size, network_size=network_size,
-            refine=refine, front_min_scale_px=front_min_scale, front_learned=learned, front_depth_cells=front_depth_cells,
+            refine=refine, front_min_scale_px=front_min_scale, front_learned=learned, back_learned=back_learned,
+            front_depth_cells=front_depth_cells,
             front_size_at_own_depth=front_size_at_own_depth, front_depth_shape_only=front_depth_shape_only,
             backing_start=backing_start,
             shard_folders=tuple(str(p.resolve()) for p in data or ()),

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from volume_cli.metrics import psnr, ssim
-from volume_cli.predictors.unet import DEFAULT_WIDTHS, LAYER_HEADS, UNet, network_at_size, save_weights
+from volume_cli.predictors.unet import BACK_HEADS, DEFAULT_WIDTHS, LAYER_HEADS, UNet, network_at_size, save_weights
 from volume_cli.render import render, resolve_backend
 from volume_cli.train.data import DISTANCE_NOISE, ShardExamples, TrainBatches, render_example
 from volume_cli.train.losses import LossWeights, example_losses
@@ -92,8 +92,10 @@ class TrainConfig:
     refine: bool = False
     # Every axis of a front splat at least this many crop pixels (0: no floor; unet.UNet).
     front_min_scale_px: float = 0.0
-    # The front heads the network learns (unet.locked_front): the rest keep the prior's values.
+    # The front heads the network learns (unet.locked_heads): the rest keep the prior's values.
     front_learned: tuple[str, ...] = LAYER_HEADS
+    # The back heads the network learns; empty: the back layer held at its start (unet.locked_heads).
+    back_learned: tuple[str, ...] = BACK_HEADS
     # The front depth residual on this many cells a side (unet.coarse_front_depth); 0: per pixel.
     front_depth_cells: int = 0
     # Front splat sizes in crop pixels at their own depth (unet.to_gaussians), not the head's distance.
@@ -112,6 +114,7 @@ class TrainConfig:
         d["widths"] = list(self.widths)
         d["shard_folders"] = list(self.shard_folders)
         d["front_learned"] = list(self.front_learned)
+        d["back_learned"] = list(self.back_learned)
         return d
 
     @staticmethod
@@ -120,6 +123,7 @@ class TrainConfig:
         d["widths"] = tuple(d["widths"])
         d["shard_folders"] = tuple(d.get("shard_folders", ()))
         d["front_learned"] = tuple(d.get("front_learned", LAYER_HEADS))  # runs before session 12 learned all
+        d["back_learned"] = tuple(d.get("back_learned", BACK_HEADS))  # and before session 17
         # Runs from before the front-alpha term trained without it, and from before the crop target
         # toward the clean render.
         d["loss_weights"] = LossWeights(**{"front_alpha": 0.0, "input_target_crop": 0.0, **d["loss_weights"]})
@@ -207,6 +211,7 @@ def build(config: TrainConfig, device: str) -> tuple[UNet, torch.optim.Optimizer
     torch.manual_seed(config.init_seed)
     model = UNet(config.widths, prior=config.prior, opacity_band=config.opacity_band, refine=config.refine,
                  front_min_scale_px=config.front_min_scale_px, front_learned=config.front_learned,
+                 back_learned=config.back_learned,
                  front_depth_cells=config.front_depth_cells,
                  front_size_at_own_depth=config.front_size_at_own_depth,
                  front_depth_shape_only=config.front_depth_shape_only,
