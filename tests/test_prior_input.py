@@ -201,6 +201,20 @@ def _card_records_and_needs_the_prior(tmp_path, option: str) -> None:
         U.UNet((16, 16, 32, 32, 32), **{option: True})
 
 
+def _card_records_learned_heads(tmp_path, model, attribute: str, learned: tuple[str, ...], old_default: tuple[str, ...]) -> None:
+    """``model`` (built with ``attribute`` = ``learned``) records the list in its card and is
+    rebuilt with it; a card from before the attribute rebuilds with ``old_default``."""
+    from volume_cli.predictors import unet as U
+
+    path = tmp_path / "unet.safetensors"
+    assert U.save_weights(model, path, {"config": {"size": 32}, "steps": 0})["architecture"][attribute] == list(learned)
+    assert getattr(U.load_unet_predictor(path).model, attribute) == learned
+    old = json.loads(U.card_path(path).read_text())
+    del old["architecture"][attribute]
+    U.card_path(path).write_text(json.dumps(old))
+    assert getattr(U.load_weights(path)[0], attribute) == old_default
+
+
 def _untrained_raw(size: int) -> torch.Tensor:
     """[1, OUT_CHANNELS, S, S]: what an untrained network outputs (the table's biases)."""
     from volume_cli.predictors import unet as U
@@ -336,14 +350,7 @@ def test_front_learned_keeps_the_prior_front_layer_where_the_network_is_not_aske
     weight_grad = depth_only.head.weight.grad[:, :, 0, 0]
     for name in ("opacity", "scale", "rotation", "colour"):
         assert float(weight_grad[U.HEAD_SLICES[(name, 0)]].abs().max()) == 0.0, name
-    path = tmp_path / "unet.safetensors"
-    card = U.save_weights(depth_only, path, {"config": {"size": size}, "steps": 0})
-    assert card["architecture"]["front_learned"] == ["depth"]
-    assert U.load_unet_predictor(path).model.front_learned == ("depth",)
-    old = json.loads(U.card_path(path).read_text())
-    del old["architecture"]["front_learned"]
-    U.card_path(path).write_text(json.dumps(old))
-    assert U.load_weights(path)[0].front_learned == U.LAYER_HEADS
+    _card_records_learned_heads(tmp_path, depth_only, "front_learned", ("depth",), U.LAYER_HEADS)
     with pytest.raises(ValueError, match="front_learned"):
         U.UNet((16, 16, 32, 32, 32), front_learned=("depth", "offset"))
 
@@ -381,6 +388,7 @@ def test_back_learned_none_holds_the_backing_start_whatever_the_weights(tmp_path
     g = U.predict_gaussians(held, images, valid, K, distance, prior)
     for key in ("means", "quats", "log_scales", "opacity_logits", "sh"):  # the front: the free network's
         torch.testing.assert_close(getattr(g, key)[:, :n], getattr(g_free, key)[:, :n])
+
     def back(x, key):  # the back layer's; sizes in crop pixels (a backing is sized at its own depth)
         return x.log_scales[:, n:] - torch.log(x.means[:, n:, 2:]) if key == "log_scales" else getattr(x, key)[:, n:]
 
@@ -401,13 +409,7 @@ def test_back_learned_none_holds_the_backing_start_whatever_the_weights(tmp_path
     for name in U.BACK_HEADS:
         assert float(weight_grad[U.HEAD_SLICES[(name, 1)]].abs().max()) == 0.0, name
     assert float(weight_grad[U.HEAD_SLICES[("depth", 0)]].abs().max()) > 0.0  # the backing follows the front
-    path = tmp_path / "unet.safetensors"
-    assert U.save_weights(held, path, {"config": {"size": size}, "steps": 0})["architecture"]["back_learned"] == []
-    assert U.load_unet_predictor(path).model.back_learned == ()
-    old = json.loads(U.card_path(path).read_text())
-    del old["architecture"]["back_learned"]
-    U.card_path(path).write_text(json.dumps(old))
-    assert U.load_weights(path)[0].back_learned == U.BACK_HEADS
+    _card_records_learned_heads(tmp_path, held, "back_learned", (), U.BACK_HEADS)
     with pytest.raises(ValueError, match="back_learned"):
         U.UNet((16, 16, 32, 32, 32), back_learned=("depth", "refine"))
 

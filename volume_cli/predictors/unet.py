@@ -311,13 +311,12 @@ class UNet(nn.Module):
         if not 0.0 <= front_min_scale_px < SCALE_MAX_PX:
             raise ValueError(f"front_min_scale_px must be in [0, {SCALE_MAX_PX}), got {front_min_scale_px}")
         self.front_min_scale_px = float(front_min_scale_px)
-        unknown = set(front_learned) - set(LAYER_HEADS)
-        if unknown:
-            raise ValueError(f"front_learned names heads {sorted(unknown)}; the front layer's are {list(LAYER_HEADS)}")
+        for name, learned, heads, layer in (("front_learned", front_learned, LAYER_HEADS, "front"),
+                                            ("back_learned", back_learned, BACK_HEADS, "back")):
+            unknown = set(learned) - set(heads)
+            if unknown:
+                raise ValueError(f"{name} names heads {sorted(unknown)}; the {layer} layer's are {list(heads)}")
         self.front_learned = tuple(h for h in LAYER_HEADS if h in front_learned)  # canonical order
-        unknown = set(back_learned) - set(BACK_HEADS)
-        if unknown:
-            raise ValueError(f"back_learned names heads {sorted(unknown)}; the back layer's are {list(BACK_HEADS)}")
         self.back_learned = tuple(h for h in BACK_HEADS if h in back_learned)
         # Every crop the U-Net takes is a multiple of 16 a side: a divisor of 16 fits all of them.
         if front_depth_cells < 0 or (front_depth_cells and 2 ** (LEVELS - 1) % front_depth_cells):

@@ -33,6 +33,20 @@ def _device(name: str) -> str:
     return name
 
 
+def _learned_heads(option: str, spec: str, heads: tuple[str, ...], none_allowed: bool) -> tuple[str, ...]:
+    """The heads a ``--front-learns`` / ``--back-learns`` value names: 'all', 'none' (where
+    ``none_allowed``) or a comma-separated, non-empty list of ``heads``."""
+    if spec.strip() == "all":
+        return heads
+    if spec.strip() == "none" and none_allowed:
+        return ()
+    named = tuple(h.strip() for h in spec.split(",") if h.strip())
+    if not named or set(named) - set(heads):
+        forms = "'all', 'none'" if none_allowed else "'all'"
+        raise ValueError(f"{option} takes {forms} or comma-separated heads from {', '.join(heads)}; got {spec!r}")
+    return named
+
+
 def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, config.json.")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output (its model, data and loss settings are kept).")] = False,
@@ -118,13 +132,8 @@ def train(
             raise ValueError("--opacity-band weights the residual over the prior's person mask: it needs --prior")
         from volume_cli.predictors.unet import BACK_HEADS, LAYER_HEADS
 
-        learned = LAYER_HEADS if front_learns.strip() == "all" else tuple(h.strip() for h in front_learns.split(",") if h.strip())
-        if not learned or set(learned) - set(LAYER_HEADS):
-            raise ValueError(f"--front-learns takes 'all' or comma-separated heads from {', '.join(LAYER_HEADS)}; got {front_learns!r}")
-        back_spec = back_learns.strip()
-        back_learned = BACK_HEADS if back_spec == "all" else () if back_spec == "none" else tuple(h.strip() for h in back_spec.split(",") if h.strip())
-        if (back_spec not in ("all", "none") and not back_learned) or set(back_learned) - set(BACK_HEADS):
-            raise ValueError(f"--back-learns takes 'all', 'none' or comma-separated heads from {', '.join(BACK_HEADS)}; got {back_learns!r}")
+        learned = _learned_heads("--front-learns", front_learns, LAYER_HEADS, none_allowed=False)
+        back_learned = _learned_heads("--back-learns", back_learns, BACK_HEADS, none_allowed=True)
         if front_depth_cells and 16 % front_depth_cells:
             raise ValueError(f"--front-depth-cells must be 1, 2, 4, 8 or 16 (every crop side is a multiple of 16), got {front_depth_cells}")
         if export_hidden_side and not prior:
