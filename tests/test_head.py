@@ -42,7 +42,11 @@ def landmarks_of(identity, expression, R=POSE_R, t=POSE_T, scale=1.0) -> np.ndar
 
 
 def rotation_error_deg(A: np.ndarray, B: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(A.T @ B) - 1) / 2, -1, 1))))
+    """The angle of the rotation A^T B, from both its cosine (trace) and its sine (the skew part):
+    arccos alone loses half the digits near 0 (a 1e-16 rounding of the trace reads as 1e-6 deg)."""
+    D = A.T @ B
+    sine = np.linalg.norm([D[2, 1] - D[1, 2], D[0, 2] - D[2, 0], D[1, 0] - D[0, 1]]) / 2
+    return float(np.degrees(np.arctan2(sine, (np.trace(D) - 1) / 2)))
 
 
 def zeros():

@@ -204,3 +204,51 @@ def test_linear_composite_declines_pixels_with_too_many_terms():
     want = render(Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=g.opacity_logits,
                             sh=rgb_to_sh_dc(rgb)[:, None, :]), viewmats, Ks, 16, 16, backend="numba")
     torch.testing.assert_close(f(rgb).rgb, want.rgb, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 300, 5000])
+def test_front_to_back_order_is_the_stable_depth_sort(count):
+    """The radix sort of depths must give numpy's stable argsort exactly: ties (repeated depths)
+    in id order, depths over several powers of two so that every 8-bit pass runs, and a few
+    visible ids out of many."""
+    rng = np.random.default_rng(count)
+    depths = np.exp(rng.uniform(np.log(0.01), np.log(80.0), 3 * count)).astype(np.float32)
+    depths[::3] = depths[1::3][: len(depths[::3])]  # ties
+    visible = np.flatnonzero(rng.random(3 * count) < 0.6)
+    want = visible[np.argsort(depths[visible], kind="stable")]
+    assert np.array_equal(rasterize_numba._front_to_back(depths, visible, near_plane=0.01), want)
+
+
+def test_tile_lists_are_front_to_back_and_the_same_for_any_number_of_binning_runs():
+    """Binning in parallel runs must give one result whatever the number of runs (1 to more runs
+    than splats have tiles): each tile's list the splats touching it, in depth order, and each
+    entry's geometry a copy of its splat's."""
+    g = splats(400, seed=21)
+    viewmats, Ks = cameras(2, 70, 45)
+    means2d, conics, depths, radii = rasterize_numba.project_gaussians(
+        g.means, g.quats, g.scales(), g.opacities(), viewmats, Ks, 70, 45, 0.01, 1e10, 0.3)
+    flat = [t.reshape(len(viewmats) * g.count, -1).numpy() for t in (means2d, conics)]
+    opacities = g.opacities().repeat(len(viewmats)).numpy()
+    radii_np = radii.reshape(-1, 2).numpy()
+    order = rasterize_numba._front_to_back(depths.reshape(-1).numpy(), np.flatnonzero(radii_np[:, 0] > 0), 0.01)
+    tiles_x, tiles_y, tile = 5, 3, rasterize_numba.TILE
+    results = [rasterize_numba._bin_tiles(*flat, opacities, radii_np, order, 2, tiles_x, tiles_y, tile, g.count, runs)
+               for runs in (1, 2, 3, 7, 64)]
+    for ids, starts, geometry in results[1:]:
+        assert np.array_equal(ids, results[0][0]) and np.array_equal(starts, results[0][1])
+        assert np.array_equal(geometry, results[0][2])
+    ids, starts, geometry = results[0]
+    rank = np.empty(len(viewmats) * g.count, np.int64)
+    rank[order] = np.arange(len(order))
+    for t in range(len(starts) - 1):
+        members = ids[starts[t]:starts[t + 1]]
+        assert np.all(np.diff(rank[members]) > 0), f"tile {t} is not front to back"
+        cam, within = divmod(t, tiles_x * tiles_y)
+        x0, y0 = (within % tiles_x) * tile, (within // tiles_x) * tile
+        touching = [k for k in order if k // g.count == cam
+                    and flat[0][k, 0] + radii_np[k, 0] > x0 and flat[0][k, 0] - radii_np[k, 0] < x0 + tile
+                    and flat[0][k, 1] + radii_np[k, 1] > y0 and flat[0][k, 1] - radii_np[k, 1] < y0 + tile]
+        assert sorted(members) == sorted(touching), f"tile {t} holds the wrong splats"
+    assert len(ids) > 3 * len(order) // 2, "the scene should put splats on several tiles"
+    assert np.array_equal(geometry[:, :2], flat[0][ids]) and np.array_equal(geometry[:, 2:5], flat[1][ids])
+    assert np.array_equal(geometry[:, 5], opacities[ids])
