@@ -205,11 +205,11 @@ def _project_backward(means, quats, scales, viewmats, Ks, width, height, eps2d, 
         grad_quats[i, 3] = (g_qz - qz * along) / norm
 
 
-# exp() is most of the cost of a (pixel, splat) test on a CPU, so each splat visits only the pixels
-# of its tile where sigma <= ln(255 opacity) can hold (alpha >= 1/255), row by row: a row's span is
-# where a quadratic in x is below that bound. The bound is widened by this relative margin, far
-# more than the float64 rounding of the span, so the exact per-pixel tests inside decide
-# everything and no pixel differs from visiting every pixel of the tile.
+# Each splat visits only the pixels of its tile where sigma <= ln(255 opacity) can hold (alpha >=
+# 1/255), row by row: a row's span is where a quadratic in x is below that bound. The bound is
+# widened by this relative margin, far more than the float64 rounding of the span and the
+# falloff's 4e-13 error, so the per-pixel tests inside decide everything and no pixel differs
+# from visiting every pixel of the tile.
 _SPAN_MARGIN = 1e-6
 
 # A tile-list entry carries a copy of its splat's 2D geometry, so that compositing reads its list
