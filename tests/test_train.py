@@ -345,6 +345,85 @@ def test_pair_depth_term_measures_the_partners_depth_where_both_are_solid():
     assert "pair_depth" not in example_losses(g, ex, deeper, LossWeights(front_alpha=0.0), backend="torch")
 
 
+def _front_slope_reference(front: np.ndarray, true: np.ndarray, alpha: np.ndarray, f: float, clamp: float) -> float:
+    """The front-slope term pair by pair, in plain loops: the slow obvious version."""
+    errors = []
+    size = front.shape[0]
+    for y in range(size):
+        for x in range(size):
+            for y2, x2 in ((y, x + 1), (y + 1, x)):
+                if y2 >= size or x2 >= size or alpha[y, x] <= 0.5 or alpha[y2, x2] <= 0.5:
+                    continue
+                footprint = 0.5 * (true[y, x] + true[y2, x2]) / f
+                predicted = (front[y2, x2] - front[y, x]) / footprint
+                truth = (true[y2, x2] - true[y, x]) / footprint
+                errors.append(min(abs(predicted - truth), clamp))
+    return float(np.mean(errors)) if errors else 0.0
+
+
+def test_front_slope_term_matches_a_pair_by_pair_reference_and_sees_a_fold():
+    from volume_cli.predictors.unet import pixel_rays
+    from volume_cli.train.losses import FRONT_SLOPE_CLAMP, LossWeights, front_slope_loss
+
+    size, f = 12, 30.0
+    K = torch.tensor([[f, 0.0, 5.0], [0.0, f, 7.0], [0.0, 0.0, 1.0]], dtype=torch.float64)  # off-centre
+    rng = np.random.default_rng(3)
+    v, u = np.mgrid[0:size, 0:size] + 0.5
+    true = 0.6 + 0.02 * np.sin(u / 3.0) + 0.01 * (v / size) ** 2  # a smooth head-like surface
+    true[2:5, 8:11] -= 0.05  # an ear in front of the cheek: an occlusion edge
+    alpha = (rng.random((size, size)) > 0.2).astype(np.float64)
+    alpha[0, :] = 0.0
+
+    def front_splats(z: np.ndarray) -> Gaussians:
+        rays = pixel_rays(K[None], size).reshape(-1, 3)
+        means = torch.cat([rays * torch.as_tensor(z).reshape(-1, 1), rays * 0.7])  # front, then back
+        n = 2 * size * size
+        return Gaussians(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4), log_scales=torch.zeros(n, 3),
+                         opacity_logits=torch.zeros(n), sh=torch.zeros(n, 1, 3))
+
+    def term(z: np.ndarray) -> float:
+        return float(front_slope_loss(front_splats(z), K, torch.as_tensor(true), torch.as_tensor(alpha)))
+
+    assert term(true) == pytest.approx(0.0, abs=1e-9)
+    assert term(true + 0.03) == pytest.approx(0.0, abs=1e-9)  # a shift along the rays is not a slope
+    # the far side steepened past grazing: a fold from a turned view; the ear moved back: clamped
+    folded = true + 0.004 * np.maximum(u - 6.0, 0.0) ** 2
+    folded[2:5, 8:11] += 0.2
+    expected = _front_slope_reference(folded, true, alpha, f, FRONT_SLOPE_CLAMP)
+    assert expected > 0.1
+    assert term(folded) == pytest.approx(expected, rel=1e-9)
+    noisy = true + 0.002 * rng.standard_normal(true.shape)
+    assert term(noisy) == pytest.approx(_front_slope_reference(noisy, true, alpha, f, FRONT_SLOPE_CLAMP), rel=1e-9)
+    # nothing solid: zero with a gradient path; one Gaussian per pixel: refused
+    empty = front_slope_loss(front_splats(folded), K, torch.as_tensor(true), torch.zeros(size, size))
+    assert float(empty) == 0.0
+    single = front_splats(true).map(lambda t: t[: size * size])
+    with pytest.raises(ValueError, match="two Gaussians per pixel"):
+        front_slope_loss(single, K, torch.as_tensor(true), torch.as_tensor(alpha))
+    # in a batch, weighted into the total only when asked for
+    ex = {k: v[0] for k, v in _batch().items()}
+    g = _layered_ball_for_slope()
+    assert "front_slope" not in example_losses(g, ex, None, LossWeights(front_alpha=0.0), backend="torch")
+    with_slope = example_losses(g, ex, None, LossWeights(front_alpha=0.0, front_slope=2.0), backend="torch")
+    without = example_losses(g, ex, None, LossWeights(front_alpha=0.0), backend="torch")
+    assert float(with_slope["front_slope"]) > 0
+    assert float(with_slope["total"]) == pytest.approx(float(without["total"]) + 2.0 * float(with_slope["front_slope"]), rel=1e-5)
+
+
+def _layered_ball_for_slope() -> Gaussians:
+    """A two-layer set of the batch's crop size: front splats on a tilted plane, a back layer behind."""
+    from volume_cli.predictors.unet import pixel_rays
+
+    ex = _batch()
+    K = ex["target_K"][0, :1]
+    rays = pixel_rays(K, S).reshape(-1, 3)
+    u = torch.arange(S, dtype=torch.float32).repeat(S)
+    means = torch.cat([rays * (DISTANCE + 0.002 * u)[:, None], rays * (DISTANCE + 0.05)])
+    n = 2 * S * S
+    return Gaussians(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4), log_scales=torch.full((n, 3), -6.0),
+                     opacity_logits=torch.full((n,), 3.0), sh=torch.zeros(n, 1, 3))
+
+
 def test_fine_tuning_starts_from_the_given_weights(tmp_path):
     pytest.importorskip("safetensors")
     from volume_cli.predictors.unet import UNet, WeightsError, save_weights
