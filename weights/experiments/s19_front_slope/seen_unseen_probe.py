@@ -1,0 +1,86 @@
+"""Where the novel-view error is: volume evaluate's synthetic protocol (same people, crops, scale
+correction and head masks), each novel view's scored pixels split by whether the true surface seen
+there was SEEN by the input camera (it projects into the input view within 1 cm of the true
+input-view depth) or UNSEEN (disoccluded: the far cheek, behind the ear, under the jaw), with
+each class's share of the squared error and its own PSNR. Usage: python seen_unseen_probe.py
+WEIGHTS [COUNT]"""
+import json, sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import volume_cli.evaluate.synthetic as syn
+from volume_cli import camera
+from volume_cli.face import FaceFinder
+from volume_cli.framing import crop_of_still
+from volume_cli.pipeline import crop_batch
+from volume_cli.predictors import PredictorName, load_predictor
+from volume_cli.synth.sample import generate_sample, sample_seed
+from volume_cli.train.loop import EVAL_RUN_SEED
+from volume_cli.train.losses import SOLID_ALPHA, scale_correction, scaled_about_camera
+
+SEEN_TOLERANCE_M = 0.01
+
+
+def seen_by_input(depth_k, w2c_k, w2c_0, K, depth_0):
+    """[S, S] bool: view k's true surface points that the input camera sees (depth test)."""
+    s = depth_k.shape[-1]
+    points = camera.image_rays(K, s, s) * depth_k[..., None]
+    world = (points - w2c_k[:3, 3]) @ w2c_k[:3, :3]
+    in0 = world @ w2c_0[:3, :3].T + w2c_0[:3, 3]
+    z = in0[..., 2]
+    uv = in0 @ K.T
+    u, v = uv[..., 0] / np.maximum(z, 1e-9), uv[..., 1] / np.maximum(z, 1e-9)
+    iu, iv = np.floor(u).astype(int), np.floor(v).astype(int)
+    inside = (z > 0) & (iu >= 0) & (iv >= 0) & (iu < s) & (iv < s)
+    seen = np.zeros_like(inside)
+    d0 = depth_0[np.clip(iv, 0, s - 1), np.clip(iu, 0, s - 1)]
+    seen[inside] = (d0[inside] > 0) & (np.abs(d0[inside] - z[inside]) < SEEN_TOLERANCE_M)
+    return seen & (depth_k > 0)
+
+
+weights = Path(sys.argv[1])
+count = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+predictors = {"geometric": load_predictor(PredictorName.geometric, "cpu"), "unet": load_predictor(PredictorName.unet, "cpu", weights)}
+yaws = syn.DEFAULT_YAWS
+acc = {n: {f"{y:+.0f}": {"seen": [0.0, 0], "unseen": [0.0, 0], "not_person": [0.0, 0]} for y in yaws} for n in predictors}
+with FaceFinder(video=False) as finder:
+    for i in range(count):
+        sample = generate_sample(sample_seed(EVAL_RUN_SEED, i), size=256, views=1, temporal=False, return_scene=True)
+        size = sample["crop"].shape[0]
+        fc = crop_of_still(sample["input_image"], sample["input_K"], finder, size)
+        if fc is None:
+            continue
+        head = sample["head_center"]
+        w2cs = [syn._w2c(fc.cam.R)] + [syn.orbit_view(fc.cam, head, y) for y in yaws]
+        gt_rgb, gt_alpha, gt_depth = syn.ground_truth_views(sample, w2cs, fc.cam.K, size)
+        for name, predictor in predictors.items():
+            batch = crop_batch([fc], "cpu")
+            if getattr(predictor, "use_head", False):
+                syn._as_clip(batch, crop_batch([fc], "cpu"), fc, fc)
+            g = predictor.predict(batch)[0]
+            views = np.stack([w @ np.linalg.inv(syn._w2c(fc.cam.R)) for w in w2cs])
+            first = syn._render(g, views[:1], fc.cam.K, size, "auto")
+            scale = scale_correction(first.depth[0].float(), first.alpha[0].float(), torch.from_numpy(gt_depth[0]), torch.from_numpy(gt_alpha[0]))
+            r = syn._render(scaled_about_camera(g, scale), views[1:], fc.cam.K, size, "auto")
+            for k, yaw in enumerate(yaws, start=1):
+                gt_head = (torch.from_numpy(gt_alpha[k]) > SOLID_ALPHA) & syn.near_head(torch.from_numpy(gt_depth[k]), w2cs[k], fc.cam.K, head)
+                pred_head = (r.alpha[k - 1] > SOLID_ALPHA) & syn.near_head(r.depth[k - 1].float(), w2cs[k], fc.cam.K, head)
+                union = (gt_head | pred_head).numpy()
+                err = ((r.rgb[k - 1].clamp(0, 1).numpy() - gt_rgb[k]) ** 2).mean(-1)
+                seen = seen_by_input(gt_depth[k].astype(np.float64), w2cs[k], w2cs[0], fc.cam.K, gt_depth[0].astype(np.float64))
+                person = gt_alpha[k] > SOLID_ALPHA
+                for cls, m in (("seen", union & person & seen), ("unseen", union & person & ~seen), ("not_person", union & ~person)):
+                    a = acc[name][f"{yaw:+.0f}"][cls]
+                    a[0] += float(err[m].sum()); a[1] += int(m.sum())
+        print(f"sample {i} done", file=sys.stderr, flush=True)
+out = {}
+for name, per_yaw in acc.items():
+    out[name] = {}
+    for yaw, classes in per_yaw.items():
+        total = sum(v[0] for v in classes.values())
+        out[name][yaw] = {cls: {"pixels": n, "share_of_squared_error": round(e / total, 3),
+                                "psnr": round(float(10 * np.log10(n / e)), 2) if e > 0 else None}
+                          for cls, (e, n) in classes.items()}
+print(json.dumps(out, indent=1))
