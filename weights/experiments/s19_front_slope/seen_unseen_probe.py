@@ -3,7 +3,10 @@ correction and head masks), each novel view's scored pixels split by whether the
 there was SEEN by the input camera (it projects into the input view within 1 cm of the true
 input-view depth) or UNSEEN (disoccluded: the far cheek, behind the ear, under the jaw), with
 each class's share of the squared error and its own PSNR. Usage: python seen_unseen_probe.py
-WEIGHTS [COUNT]"""
+WEIGHTS [COUNT] [--variants]
+
+With --variants, two more rows: the same network without its hidden-side splats, and without its
+back layer (the backing's opacity set to zero), to see what each costs or spoils from the side."""
 import json, sys
 from pathlib import Path
 
@@ -41,8 +44,25 @@ def seen_by_input(depth_k, w2c_k, w2c_0, K, depth_0):
 
 
 weights = Path(sys.argv[1])
-count = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+count = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 16
 predictors = {"geometric": load_predictor(PredictorName.geometric, "cpu"), "unet": load_predictor(PredictorName.unet, "cpu", weights)}
+if "--variants" in sys.argv:
+    from volume_cli.gaussians import Gaussians
+
+    no_hidden = load_predictor(PredictorName.unet, "cpu", weights)
+    no_hidden.hidden_side = False
+    no_back = load_predictor(PredictorName.unet, "cpu", weights)
+    original = no_back.model.gaussians_from
+
+    def without_back_layer(raw, images, K, distance, prior):
+        g = original(raw, images, K, distance, prior)  # [1, 2 S S, ...]: the back layer is the second half
+        n = images.shape[-1] ** 2
+        logits = g.opacity_logits.clone()
+        logits[:, n:] = -30.0
+        return Gaussians(means=g.means, quats=g.quats, log_scales=g.log_scales, opacity_logits=logits, sh=g.sh)
+
+    no_back.model.gaussians_from = without_back_layer
+    predictors |= {"unet_no_hidden_side": no_hidden, "unet_no_back_layer": no_back}
 yaws = syn.DEFAULT_YAWS
 acc = {n: {f"{y:+.0f}": {"seen": [0.0, 0], "unseen": [0.0, 0], "not_person": [0.0, 0]} for y in yaws} for n in predictors}
 with FaceFinder(video=False) as finder:
