@@ -37,12 +37,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
 from volume_cli import camera
+from volume_cli.gaussians import Gaussians
 from volume_cli.evaluate.authenticity import mask_in_original, masked_lpips, score_in_original
 from volume_cli.metrics import psnr, ssim
 from volume_cli.predictors.base import Predictor
@@ -113,6 +115,12 @@ def near_head(depth: torch.Tensor, w2c: np.ndarray, K: np.ndarray, head_center: 
     return torch.from_numpy(near & (depth.numpy() > 0))
 
 
+def head_region(alpha: torch.Tensor, depth: torch.Tensor, w2c: np.ndarray, K: np.ndarray, head_center: np.ndarray) -> torch.Tensor:
+    """[S, S] bool: a view's solid pixels (alpha [S, S] > SOLID_ALPHA) whose surface (z-depth [S, S])
+    lies near the head (:func:`near_head`): where realism is scored, for the truth or a render."""
+    return (alpha > SOLID_ALPHA) & near_head(depth, w2c, K, head_center)
+
+
 def _render(g, viewmats: np.ndarray, K: np.ndarray, size: int, backend: str):
     from volume_cli.render import render
 
@@ -133,31 +141,84 @@ def _pair_batch(fc, image: np.ndarray, K_in: np.ndarray, rng: np.random.Generato
                       landmarks=landmarks2, head_center=fc.head_center)
 
 
+def jitter_partner(sample: dict, fc):
+    """The sample's same-moment jitter partner of its framed crop ``fc`` (:func:`_pair_batch`), drawn
+    from the sample's seed, so every caller scores the same pair."""
+    return _pair_batch(fc, sample["input_image"], sample["input_K"], np.random.default_rng([0xE7A1, int(sample["seed"])]))
+
+
 def _into_first_frame(crop2: np.ndarray, cam1: camera.VirtualCamera, cam2: camera.VirtualCamera) -> np.ndarray:
     """crop2 [S, S, 3] resampled into cam1's image (pure rotation about the shared centre)."""
     H = cam1.K @ cam1.R @ cam2.R.T @ np.linalg.inv(cam2.K)  # crop2 pixel -> crop1 pixel
     return cv2.warpPerspective(crop2, camera.homography_for_opencv(H), (cam1.size, cam1.size), flags=cv2.INTER_LINEAR)
 
 
+@dataclass(frozen=True)
+class PredictedViews:
+    """One predictor on a sample's crop and its jitter partner, rendered as ``volume evaluate``
+    scores them (float32, CPU)."""
+
+    gaussians: Gaussians  # the crop's prediction [N, ...], crop-camera frame, before scale correction
+    rgb: torch.Tensor  # [1 + V, S, S, 3] the input view, then the V orbit views after scale correction
+    alpha: torch.Tensor  # [1 + V, S, S]
+    depth: torch.Tensor  # [1 + V, S, S]
+    pair_rgb: torch.Tensor  # [V, S, S, 3] the partner's prediction from the same orbit views
+    pair_alpha: torch.Tensor  # [V, S, S]
+    pair_depth: torch.Tensor  # [V, S, S]
+    scale: float  # the least-squares scale correction (see the module docstring)
+    seconds: float  # the crop's prediction alone
+
+
+def predicted_views(predictor: Predictor, fc, fc2, w2cs: list[np.ndarray], true_depth: np.ndarray, true_alpha: np.ndarray,
+                    backend: str = "auto") -> PredictedViews:
+    """Predict the framed crop ``fc`` and its partner ``fc2`` (a head-prior predictor gets them as two
+    frames of a clip) and render both from ``w2cs`` (world-to-camera [4, 4]: the crop camera, then
+    the orbit views), the scale correction fitted on the input view's truth (true_depth, true_alpha
+    [S, S])."""
+    from volume_cli.pipeline import crop_batch
+
+    size = fc.cam.size
+    t0 = time.perf_counter()
+    batch1, batch2 = crop_batch([fc], "cpu"), crop_batch([fc2], "cpu")
+    if getattr(predictor, "use_head", False):
+        _as_clip(batch1, batch2, fc, fc2)
+    g1 = predictor.predict(batch1)[0]
+    seconds = time.perf_counter() - t0
+    g2 = predictor.predict(batch2)[0]
+    views1 = np.stack([w @ np.linalg.inv(_w2c(fc.cam.R)) for w in w2cs])
+    views2 = np.stack([w @ np.linalg.inv(_w2c(fc2.cam.R)) for w in w2cs[1:]])
+    first = _render(g1, views1[:1], fc.cam.K, size, backend)
+    scale = scale_correction(first.depth[0].float().cpu(), first.alpha[0].float().cpu(),
+                             torch.from_numpy(true_depth), torch.from_numpy(true_alpha))
+    # Both crop frames share the camera centre: the same s scales both predictions about it.
+    r1 = _render(scaled_about_camera(g1.to("cpu"), scale), views1[1:], fc.cam.K, size, backend)
+    r2 = _render(scaled_about_camera(g2.to("cpu"), scale), views2, fc.cam.K, size, backend)
+    return PredictedViews(
+        gaussians=g1,
+        rgb=torch.cat([first.rgb.float().cpu(), r1.rgb.float().cpu()]),
+        alpha=torch.cat([first.alpha.float().cpu(), r1.alpha.float().cpu()]),
+        depth=torch.cat([first.depth.float().cpu(), r1.depth.float().cpu()]),
+        pair_rgb=r2.rgb.float().cpu(), pair_alpha=r2.alpha.float().cpu(), pair_depth=r2.depth.float().cpu(),
+        scale=float(scale), seconds=seconds,
+    )
+
+
 def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, yaws=DEFAULT_YAWS,
                     backend: str = "auto") -> dict | None:
     """Metrics of every predictor on one sample (``return_scene=True``), or None without a face."""
     from volume_cli.framing import crop_of_still
-    from volume_cli.pipeline import crop_batch
 
     size = sample["crop"].shape[0]
     image, K_in = sample["input_image"], sample["input_K"]
     fc = crop_of_still(image, K_in, finder, size)
     if fc is None:
         return None
-    rng = np.random.default_rng([0xE7A1, int(sample["seed"])])
-    fc2 = _pair_batch(fc, image, K_in, rng)
+    fc2 = jitter_partner(sample, fc)
     head = sample["head_center"]
     w2cs = [_w2c(fc.cam.R)] + [orbit_view(fc.cam, head, y) for y in yaws]
     gt_rgb, gt_alpha, gt_depth = ground_truth_views(sample, w2cs, fc.cam.K, size)
     gt_rgb_t, gt_alpha_t = torch.from_numpy(gt_rgb), torch.from_numpy(gt_alpha)
-    gt_head = [(gt_alpha_t[k] > SOLID_ALPHA) & near_head(torch.from_numpy(gt_depth[k]), w2cs[k], fc.cam.K, head)
-               for k in range(len(w2cs))]
+    gt_head = [head_region(gt_alpha_t[k], torch.from_numpy(gt_depth[k]), w2cs[k], fc.cam.K, head) for k in range(len(w2cs))]
     crop_t = torch.from_numpy(fc.crop).float() / 255.0
     head_mask = (gt_alpha_t[0] > SOLID_ALPHA) & torch.from_numpy(fc.valid)
     original_mask = mask_in_original(head_mask.numpy(), K_in, fc.cam, image.shape[1], image.shape[0]) & (
@@ -170,28 +231,11 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
 
     out = {"seed": int(sample["seed"]), "mask_pixels": int(head_mask.sum()), "input_mad": input_mad, "predictors": {}}
     for name, predictor in predictors.items():
-        t0 = time.perf_counter()
-        batch1, batch2 = crop_batch([fc], "cpu"), crop_batch([fc2], "cpu")
-        if getattr(predictor, "use_head", False):
-            _as_clip(batch1, batch2, fc, fc2)
-        g1 = predictor.predict(batch1)[0]
-        seconds = time.perf_counter() - t0
-        g2 = predictor.predict(batch2)[0]
-        views1 = np.stack([w @ np.linalg.inv(_w2c(fc.cam.R)) for w in w2cs])
-        views2 = np.stack([w @ np.linalg.inv(_w2c(fc2.cam.R)) for w in w2cs[1:]])
-        first = _render(g1, views1[:1], fc.cam.K, size, backend)
-        scale = scale_correction(first.depth[0].float().cpu(), first.alpha[0].float().cpu(),
-                                 torch.from_numpy(gt_depth[0]), gt_alpha_t[0])
-        # Both crop frames share the camera centre: the same s scales both predictions about it.
-        r1 = _render(scaled_about_camera(g1.to("cpu"), scale), views1[1:], fc.cam.K, size, backend)
-        r2 = _render(scaled_about_camera(g2.to("cpu"), scale), views2, fc.cam.K, size, backend)
-        rgb1 = torch.cat([first.rgb.float().cpu(), r1.rgb.float().cpu()])
-        a1 = torch.cat([first.alpha.float().cpu(), r1.alpha.float().cpu()])
-        depth1 = torch.cat([first.depth.float().cpu(), r1.depth.float().cpu()])
-        rgb2, a2, depth2 = r2.rgb.float().cpu(), r2.alpha.float().cpu(), r2.depth.float().cpu()
-        in_original = score_in_original(g1, fc.cam, image, K_in, original_mask, backend)
+        v = predicted_views(predictor, fc, fc2, w2cs, gt_depth[0], gt_alpha[0], backend)
+        rgb1, a1, depth1, rgb2, a2, depth2 = v.rgb, v.alpha, v.depth, v.pair_rgb, v.pair_alpha, v.pair_depth
+        in_original = score_in_original(v.gaussians, fc.cam, image, K_in, original_mask, backend)
         # Each novel view's predicted head region, and the union with the true one that it is scored in.
-        pred_head1 = [None] + [(a1[k] > SOLID_ALPHA) & near_head(depth1[k], w2cs[k], fc.cam.K, head) for k in range(1, len(w2cs))]
+        pred_head1 = [None] + [head_region(a1[k], depth1[k], w2cs[k], fc.cam.K, head) for k in range(1, len(w2cs))]
         unions = [head_mask] + [gt_head[k] | pred_head1[k] for k in range(1, len(w2cs))]
         # LPIPS of the input view against the crop and of each novel view against the truth, one batch.
         lpips = masked_lpips(rgb1, torch.cat([crop_t[None], gt_rgb_t[1:]]), torch.stack(unions))
@@ -201,13 +245,13 @@ def evaluate_sample(sample: dict, predictors: dict[str, Predictor], finder, *, y
             "authenticity_ssim": ssim(rgb1[0], crop_t, head_mask),
             "original_authenticity_psnr": in_original.psnr_db,
             "original_authenticity_ssim": in_original.ssim,
-            "seconds_per_frame": seconds,
-            "scale": float(scale),
+            "seconds_per_frame": v.seconds,
+            "scale": v.scale,
             "realism": {},
         }
         mads = []
         for k, yaw in enumerate(yaws, start=1):
-            pred_head2 = (a2[k - 1] > SOLID_ALPHA) & near_head(depth2[k - 1], w2cs[k], fc.cam.K, head)
+            pred_head2 = head_region(a2[k - 1], depth2[k - 1], w2cs[k], fc.cam.K, head)
             union = unions[k]
             row["realism"][f"{yaw:+.0f}"] = {"psnr": psnr(rgb1[k], gt_rgb_t[k], union), "ssim": ssim(rgb1[k], gt_rgb_t[k], union),
                                              "lpips": lpips[k]}

@@ -270,13 +270,19 @@ def head_input_view_loss(rendered: Tensor, target: Tensor, input_alpha: Tensor, 
     return (rendered - target).abs()[region].mean()
 
 
+def _front_layer_size(g: Gaussians, pixels: int, term: str) -> int:
+    """``pixels``, after checking that g is two Gaussians per pixel (layer-major: the front layer
+    first), which the terms that read the front layer need."""
+    if g.count != 2 * pixels:
+        raise ValueError(f"the {term} term needs two Gaussians per pixel ({2 * pixels}), got {g.count}")
+    return pixels
+
+
 def front_alpha_loss(g: Gaussians, input_alpha: Tensor) -> Tensor:
     """Mean |opacity of pixel k's front Gaussian - ground-truth alpha of pixel k|. g: [2 S S, ...]
     layer-major as the U-Net outputs it (the first S*S are the front layer, row-major);
     input_alpha: [S, S] the input view's coverage."""
-    n = input_alpha.numel()
-    if g.opacity_logits.shape[0] != 2 * n:
-        raise ValueError(f"the front-alpha term needs two Gaussians per pixel ({2 * n}), got {g.opacity_logits.shape[0]}")
+    n = _front_layer_size(g, input_alpha.numel(), "front-alpha")
     front = torch.sigmoid(g.opacity_logits[:n])
     return (front - input_alpha.reshape(-1)).abs().mean()
 
@@ -289,9 +295,7 @@ def front_slope_loss(g: Gaussians, K: Tensor, true_depth: Tensor, true_alpha: Te
     true_alpha [S, S] the input view's truth (z-depth, coverage). 0 (with a gradient path) where no
     pair is solid."""
     s = true_alpha.shape[-1]
-    n = s * s
-    if g.means.shape[0] != 2 * n:
-        raise ValueError(f"the front-slope term needs two Gaussians per pixel ({2 * n}), got {g.means.shape[0]}")
+    n = _front_layer_size(g, s * s, "front-slope")
     front = g.means[:n, 2].reshape(s, s)
     solid = (true_alpha > SOLID_ALPHA) & (true_depth > 0)
     f = K[0, 0]

@@ -17,11 +17,10 @@ import volume_cli.evaluate.synthetic as syn
 from volume_cli import camera
 from volume_cli.face import FaceFinder
 from volume_cli.framing import crop_of_still
-from volume_cli.pipeline import crop_batch
 from volume_cli.predictors import PredictorName, load_predictor
 from volume_cli.synth.sample import generate_sample, sample_seed
 from volume_cli.train.loop import EVAL_RUN_SEED
-from volume_cli.train.losses import SOLID_ALPHA, scale_correction, scaled_about_camera
+from volume_cli.train.losses import SOLID_ALPHA
 
 SEEN_TOLERANCE_M = 0.01
 
@@ -75,20 +74,13 @@ with FaceFinder(video=False) as finder:
         head = sample["head_center"]
         w2cs = [syn._w2c(fc.cam.R)] + [syn.orbit_view(fc.cam, head, y) for y in yaws]
         gt_rgb, gt_alpha, gt_depth = syn.ground_truth_views(sample, w2cs, fc.cam.K, size)
+        fc2 = syn.jitter_partner(sample, fc)  # as volume evaluate pairs it: every prediction is the one it scores
         for name, predictor in predictors.items():
-            batch = crop_batch([fc], "cpu")
-            if getattr(predictor, "use_head", False):
-                syn._as_clip(batch, crop_batch([fc], "cpu"), fc, fc)
-            g = predictor.predict(batch)[0]
-            views = np.stack([w @ np.linalg.inv(syn._w2c(fc.cam.R)) for w in w2cs])
-            first = syn._render(g, views[:1], fc.cam.K, size, "auto")
-            scale = scale_correction(first.depth[0].float(), first.alpha[0].float(), torch.from_numpy(gt_depth[0]), torch.from_numpy(gt_alpha[0]))
-            r = syn._render(scaled_about_camera(g, scale), views[1:], fc.cam.K, size, "auto")
+            v = syn.predicted_views(predictor, fc, fc2, w2cs, gt_depth[0], gt_alpha[0])
             for k, yaw in enumerate(yaws, start=1):
-                gt_head = (torch.from_numpy(gt_alpha[k]) > SOLID_ALPHA) & syn.near_head(torch.from_numpy(gt_depth[k]), w2cs[k], fc.cam.K, head)
-                pred_head = (r.alpha[k - 1] > SOLID_ALPHA) & syn.near_head(r.depth[k - 1].float(), w2cs[k], fc.cam.K, head)
-                union = (gt_head | pred_head).numpy()
-                err = ((r.rgb[k - 1].clamp(0, 1).numpy() - gt_rgb[k]) ** 2).mean(-1)
+                gt_head = syn.head_region(torch.from_numpy(gt_alpha[k]), torch.from_numpy(gt_depth[k]), w2cs[k], fc.cam.K, head)
+                union = (gt_head | syn.head_region(v.alpha[k], v.depth[k], w2cs[k], fc.cam.K, head)).numpy()
+                err = ((v.rgb[k].clamp(0, 1).numpy() - gt_rgb[k]) ** 2).mean(-1)
                 seen = seen_by_input(gt_depth[k].astype(np.float64), w2cs[k], w2cs[0], fc.cam.K, gt_depth[0].astype(np.float64))
                 person = gt_alpha[k] > SOLID_ALPHA
                 for cls, m in (("seen", union & person & seen), ("unseen", union & person & ~seen), ("not_person", union & ~person)):
@@ -99,7 +91,7 @@ out = {}
 for name, per_yaw in acc.items():
     out[name] = {}
     for yaw, classes in per_yaw.items():
-        total = sum(v[0] for v in classes.values())
+        total = sum(error for error, _ in classes.values())
         out[name][yaw] = {cls: {"pixels": n, "share_of_squared_error": round(e / total, 3),
                                 "psnr": round(float(10 * np.log10(n / e)), 2) if e > 0 else None}
                           for cls, (e, n) in classes.items()}
