@@ -1,4 +1,5 @@
-"""Geometric with the TRUE input-view depth in place of its proxy depth (wherever the truth has
+"""Geometric with the TRUE input-view depth in place of its proxy depth (and in two rows the truth's solid pixels in place of
+its person segmentation) (wherever the truth has
 a surface; divided by the scale correction so it sits at the predictor's own distance), all else
 as the predictor does it: how much of the seen surface's loss from the side is depth."""
 import json, sys
@@ -24,7 +25,21 @@ G.proxy_depth = patched
 yaws = syn.DEFAULT_YAWS
 no_hidden = load_predictor(PredictorName.geometric, "cpu"); no_hidden._hidden_slots = 0
 no_fit = load_predictor(PredictorName.geometric, "cpu"); no_fit.colour_steps = 0
-variants = {"geometric_true_depth": geometric, "true_depth_no_hidden_side": no_hidden, "true_depth_no_colour_fit": no_fit}
+true_alpha = load_predictor(PredictorName.geometric, "cpu")
+true_person_only = load_predictor(PredictorName.geometric, "cpu")
+true_alpha_no_fit = load_predictor(PredictorName.geometric, "cpu"); true_alpha_no_fit.colour_steps = 0
+inject_alpha = {"alpha": None}
+for p in (true_alpha, true_alpha_no_fit, true_person_only):
+    segmentation = p.person_mask
+
+    def person_mask(crop, segmentation=segmentation):  # the truth's solid pixels as the person, first crop only
+        a = inject_alpha["alpha"]
+        inject_alpha["alpha"] = None
+        return segmentation(crop) if a is None else a
+    p.person_mask = person_mask
+variants = {"geometric_true_depth": geometric, "true_depth_no_hidden_side": no_hidden, "true_depth_no_colour_fit": no_fit,
+            "true_depth_true_person": true_alpha, "true_depth_true_person_no_colour_fit": true_alpha_no_fit,
+            "true_person_own_depth": true_person_only}
 names = ("geometric",) + tuple(variants)
 acc = {n: {f"{y:+.0f}": [0.0, 0] for y in yaws} for n in names}
 whole = {n: {f"{y:+.0f}": [0.0, 0] for y in yaws} for n in names}
@@ -42,7 +57,9 @@ with FaceFinder(video=False) as finder:
         v = syn.predicted_views(geometric, fc, fc2, w2cs, gt_depth[0], gt_alpha[0])
         views = {"geometric": v}
         for vname, pred in variants.items():
-            inject["depth"] = np.where((gt_alpha[0] > 0.5) & (gt_depth[0] > 0), gt_depth[0].astype(np.float64) / v.scale, 0.0)
+            inject["depth"] = None if vname == "true_person_own_depth" else np.where(
+                (gt_alpha[0] > 0.5) & (gt_depth[0] > 0), gt_depth[0].astype(np.float64) / v.scale, 0.0)
+            inject_alpha["alpha"] = np.where((gt_alpha[0] > 0.5) & (gt_depth[0] > 0), 1.0, 0.0) if "person" in vname else None
             views[vname] = syn.predicted_views(pred, fc, fc2, w2cs, gt_depth[0], gt_alpha[0])
         vt = views["geometric_true_depth"]
         d0 = gt_depth[0].astype(np.float64)
