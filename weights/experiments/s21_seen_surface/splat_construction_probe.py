@@ -43,40 +43,28 @@ def main():
     yaws = syn.DEFAULT_YAWS
     variants = ("front_opaque_crop_colours", "front_opaque_true_colours", "front_and_backing_crop_colours",
                 "front_sigma_0.5_crop_colours", "front_sigma_0.7_crop_colours")
-    acc = {n: {f"{y:+.0f}": [0.0, 0] for y in yaws} for n in variants}
-    with FaceFinder(video=False) as finder:
-        for i in range(count):
-            sample = generate_sample(sample_seed(EVAL_RUN_SEED, i), size=256, views=1, temporal=False, return_scene=True)
-            size = sample["crop"].shape[0]
-            fc = crop_of_still(sample["input_image"], sample["input_K"], finder, size)
-            if fc is None:
-                continue
-            head = sample["head_center"]
-            w2cs = [syn._w2c(fc.cam.R)] + [syn.orbit_view(fc.cam, head, y) for y in yaws]
-            gt_rgb, gt_alpha, gt_depth = syn.ground_truth_views(sample, w2cs, fc.cam.K, size)
-            d0 = gt_depth[0].astype(np.float64)
-            keep = (gt_alpha[0] > 0.5) & (d0 > 0) & fc.valid
-            crop = fc.crop.astype(np.float64) / 255.0
-            views = np.stack([w @ np.linalg.inv(syn._w2c(fc.cam.R)) for w in w2cs[1:]])
-            made = {
-                "front_opaque_crop_colours": construct(d0, fc.cam.K, keep, crop),
-                "front_opaque_true_colours": construct(d0, fc.cam.K, keep, gt_rgb[0].astype(np.float64)),
-                "front_and_backing_crop_colours": construct(d0, fc.cam.K, keep, crop, backing=True),
-                "front_sigma_0.5_crop_colours": construct(d0, fc.cam.K, keep, crop, sigma_px=0.5),
-                "front_sigma_0.7_crop_colours": construct(d0, fc.cam.K, keep, crop, sigma_px=0.7),
-            }
-            for name, g in made.items():
-                r = syn._render(g, views, fc.cam.K, size, "auto")
-                for k, yaw in enumerate(yaws, start=1):
-                    dk = gt_depth[k].astype(np.float64)
-                    gt_head = syn.head_region(torch.from_numpy(gt_alpha[k]), torch.from_numpy(gt_depth[k]), w2cs[k], fc.cam.K, head)
-                    union = (gt_head | syn.head_region(r.alpha[k - 1], r.depth[k - 1], w2cs[k], fc.cam.K, head)).numpy()
-                    m = union & (gt_alpha[k] > SOLID_ALPHA) & seen_by_input(dk, w2cs[k], w2cs[0], fc.cam.K, d0, fc.valid)
-                    err = ((r.rgb[k - 1].clamp(0, 1).numpy() - gt_rgb[k]) ** 2).mean(-1)
-                    a = acc[name][f"{yaw:+.0f}"]; a[0] += float(err[m].sum()); a[1] += int(m.sum())
-            print(f"sample {i} done", file=sys.stderr, flush=True)
-    print(json.dumps({n: {y: round(float(10 * np.log10(c / e)), 2) for y, (e, c) in per.items()} for n, per in acc.items()}, indent=1))
-
+    acc = yaw_table(variants, yaws)
+    for p in held_out_people(count, yaws):
+        fc, w2cs, gt_rgb, gt_alpha, gt_depth = p.fc, p.w2cs, p.gt_rgb, p.gt_alpha, p.gt_depth
+        d0 = gt_depth[0].astype(np.float64)
+        keep = (gt_alpha[0] > 0.5) & (d0 > 0) & fc.valid
+        crop = fc.crop.astype(np.float64) / 255.0
+        views = np.stack([w @ np.linalg.inv(syn._w2c(fc.cam.R)) for w in w2cs[1:]])
+        made = {
+            "front_opaque_crop_colours": construct(d0, fc.cam.K, keep, crop),
+            "front_opaque_true_colours": construct(d0, fc.cam.K, keep, gt_rgb[0].astype(np.float64)),
+            "front_and_backing_crop_colours": construct(d0, fc.cam.K, keep, crop, backing=True),
+            "front_sigma_0.5_crop_colours": construct(d0, fc.cam.K, keep, crop, sigma_px=0.5),
+            "front_sigma_0.7_crop_colours": construct(d0, fc.cam.K, keep, crop, sigma_px=0.7),
+        }
+        for name, g in made.items():
+            r = syn._render(g, views, fc.cam.K, fc.cam.size, "auto")
+            for k, yaw in enumerate(yaws, start=1):
+                seen = seen_by_input(gt_depth[k].astype(np.float64), w2cs[k], w2cs[0], fc.cam.K, d0, fc.valid)
+                m = scored_region(p, k, r.alpha[k - 1], r.depth[k - 1]) & (gt_alpha[k] > SOLID_ALPHA) & seen
+                err = ((r.rgb[k - 1].clamp(0, 1).numpy() - gt_rgb[k]) ** 2).mean(-1)
+                add_error(acc[name][f"{yaw:+.0f}"], err, m)
+    print(json.dumps({n: {y: pooled_psnr(cell) for y, cell in per.items()} for n, per in acc.items()}, indent=1))
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ and resampling; what geometric misses beyond it is geometry and splat rendering.
 Usage: python warp_oracle_probe.py [COUNT]"""
 import json, sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -57,6 +58,59 @@ def bilinear(image, u, v):
             + (1 - fx) * fy * image[y0 + 1, x0] + fx * fy * image[y0 + 1, x0 + 1])
 
 
+class Person(NamedTuple):
+    """One of volume evaluate's held-out people: its sample, framed crop, cameras (world-to-camera
+    [4, 4]: the crop camera, then the orbit views) and the truth seen from them ([V, S, S, ...])."""
+    index: int
+    sample: dict
+    fc: object
+    w2cs: list
+    gt_rgb: np.ndarray
+    gt_alpha: np.ndarray
+    gt_depth: np.ndarray
+
+    @property
+    def head(self):
+        return self.sample["head_center"]
+
+
+def held_out_people(count, yaws=syn.DEFAULT_YAWS, indices=None):
+    """volume evaluate's synthetic protocol (its seeds, crops and orbit views), person by person;
+    people without a face are skipped. ``indices`` picks some of them instead of the first count."""
+    with FaceFinder(video=False) as finder:
+        for i in range(count) if indices is None else indices:
+            sample = generate_sample(sample_seed(EVAL_RUN_SEED, i), size=256, views=1, temporal=False, return_scene=True)
+            size = sample["crop"].shape[0]
+            fc = crop_of_still(sample["input_image"], sample["input_K"], finder, size)
+            if fc is None:
+                continue
+            w2cs = [syn._w2c(fc.cam.R)] + [syn.orbit_view(fc.cam, sample["head_center"], y) for y in yaws]
+            yield Person(i, sample, fc, w2cs, *syn.ground_truth_views(sample, w2cs, fc.cam.K, size))
+            print(f"sample {i} done", file=sys.stderr, flush=True)
+
+
+def scored_region(person, k, alpha, depth):
+    """[S, S] bool: where view k is scored, the union of the true and the rendered head regions."""
+    fc, w2c = person.fc, person.w2cs[k]
+    true_head = syn.head_region(torch.from_numpy(person.gt_alpha[k]), torch.from_numpy(person.gt_depth[k]), w2c, fc.cam.K, person.head)
+    return (true_head | syn.head_region(alpha, depth, w2c, fc.cam.K, person.head)).numpy()
+
+
+def yaw_table(names, yaws):
+    """Pooled squared error and pixel count per name and yaw: {name: {"+40": [error, pixels]}}."""
+    return {n: {f"{y:+.0f}": [0.0, 0] for y in yaws} for n in names}
+
+
+def add_error(cell, err, mask):
+    cell[0] += float(err[mask].sum())
+    cell[1] += int(mask.sum())
+
+
+def pooled_psnr(cell):
+    error, pixels = cell
+    return round(float(10 * np.log10(pixels / error)), 2) if error > 0 else None
+
+
 
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 16
@@ -64,43 +118,32 @@ def main():
     yaws = syn.DEFAULT_YAWS
     names = ("warp_true_geometry", "warp_true_geometry_nearest", "geometric", "warp_same_yaw0_check")
     classes = ("seen_in_frame", "seen_in_crop_outside_frame")
-    acc = {c: {n: {f"{y:+.0f}": [0.0, 0] for y in yaws} for n in names} for c in classes}
-    with FaceFinder(video=False) as finder:
-        for i in range(count):
-            sample = generate_sample(sample_seed(EVAL_RUN_SEED, i), size=256, views=1, temporal=False, return_scene=True)
-            size = sample["crop"].shape[0]
-            fc = crop_of_still(sample["input_image"], sample["input_K"], finder, size)
-            if fc is None:
-                continue
-            head = sample["head_center"]
-            w2cs = [syn._w2c(fc.cam.R)] + [syn.orbit_view(fc.cam, head, y) for y in yaws]
-            gt_rgb, gt_alpha, gt_depth = syn.ground_truth_views(sample, w2cs, fc.cam.K, size)
-            fc2 = syn.jitter_partner(sample, fc)
-            v = syn.predicted_views(geometric, fc, fc2, w2cs, gt_depth[0], gt_alpha[0])
-            d0 = gt_depth[0].astype(np.float64)
-            for k, yaw in enumerate(yaws, start=1):
-                dk = gt_depth[k].astype(np.float64)
-                gt_head = syn.head_region(torch.from_numpy(gt_alpha[k]), torch.from_numpy(gt_depth[k]), w2cs[k], fc.cam.K, head)
-                union = (gt_head | syn.head_region(v.alpha[k], v.depth[k], w2cs[k], fc.cam.K, head)).numpy()
-                seen = seen_by_input(dk, w2cs[k], w2cs[0], fc.cam.K, d0)
-                in_frame = seen_by_input(dk, w2cs[k], w2cs[0], fc.cam.K, d0, fc.valid)
-                base_m = union & (gt_alpha[k] > SOLID_ALPHA)
-                u, vv, _ = input_pixel_of(dk, w2cs[k], w2cs[0], fc.cam.K)
-                warped = bilinear(gt_rgb[0].astype(np.float64), u, vv)
-                nearest = gt_rgb[0][np.clip(np.floor(vv).astype(int), 0, size - 1), np.clip(np.floor(u).astype(int), 0, size - 1)]
-                for name, img in (("warp_true_geometry", warped), ("warp_true_geometry_nearest", nearest),
-                                  ("geometric", v.rgb[k].clamp(0, 1).numpy())):
-                    err = ((img - gt_rgb[k]) ** 2).mean(-1)
-                    for c, m in (("seen_in_frame", base_m & in_frame), ("seen_in_crop_outside_frame", base_m & seen & ~in_frame)):
-                        a = acc[c][name][f"{yaw:+.0f}"]; a[0] += float(err[m].sum()); a[1] += int(m.sum())
-                # sanity: warping view 0 into itself must be near-lossless
-                u0, v0, _ = input_pixel_of(d0, w2cs[0], w2cs[0], fc.cam.K)
-                m0 = (gt_alpha[0] > SOLID_ALPHA) & (d0 > 0)
-                err0 = ((bilinear(gt_rgb[0].astype(np.float64), u0, v0) - gt_rgb[0]) ** 2).mean(-1)
-                a = acc["seen_in_frame"]["warp_same_yaw0_check"][f"{yaw:+.0f}"]; a[0] += float(err0[m0].sum()); a[1] += int(m0.sum())
-            print(f"sample {i} done", file=sys.stderr, flush=True)
-    out = {c: {n: {y: {"psnr": round(float(10 * np.log10(cnt / e)), 2) if e > 0 else None, "pixels": cnt} for y, (e, cnt) in per.items()}
-                 for n, per in by.items()} for c, by in acc.items()}
+    acc = {c: yaw_table(names, yaws) for c in classes}
+    for p in held_out_people(count, yaws):
+        fc, w2cs, gt_rgb, gt_alpha, gt_depth = p.fc, p.w2cs, p.gt_rgb, p.gt_alpha, p.gt_depth
+        size = fc.cam.size
+        v = syn.predicted_views(geometric, fc, syn.jitter_partner(p.sample, fc), w2cs, gt_depth[0], gt_alpha[0])
+        d0 = gt_depth[0].astype(np.float64)
+        for k, yaw in enumerate(yaws, start=1):
+            dk = gt_depth[k].astype(np.float64)
+            seen = seen_by_input(dk, w2cs[k], w2cs[0], fc.cam.K, d0)
+            in_frame = seen_by_input(dk, w2cs[k], w2cs[0], fc.cam.K, d0, fc.valid)
+            base_m = scored_region(p, k, v.alpha[k], v.depth[k]) & (gt_alpha[k] > SOLID_ALPHA)
+            u, vv, _ = input_pixel_of(dk, w2cs[k], w2cs[0], fc.cam.K)
+            warped = bilinear(gt_rgb[0].astype(np.float64), u, vv)
+            nearest = gt_rgb[0][np.clip(np.floor(vv).astype(int), 0, size - 1), np.clip(np.floor(u).astype(int), 0, size - 1)]
+            for name, img in (("warp_true_geometry", warped), ("warp_true_geometry_nearest", nearest),
+                              ("geometric", v.rgb[k].clamp(0, 1).numpy())):
+                err = ((img - gt_rgb[k]) ** 2).mean(-1)
+                for c, m in (("seen_in_frame", base_m & in_frame), ("seen_in_crop_outside_frame", base_m & seen & ~in_frame)):
+                    add_error(acc[c][name][f"{yaw:+.0f}"], err, m)
+            # sanity: warping view 0 into itself must be near-lossless
+            u0, v0, _ = input_pixel_of(d0, w2cs[0], w2cs[0], fc.cam.K)
+            m0 = (gt_alpha[0] > SOLID_ALPHA) & (d0 > 0)
+            err0 = ((bilinear(gt_rgb[0].astype(np.float64), u0, v0) - gt_rgb[0]) ** 2).mean(-1)
+            add_error(acc["seen_in_frame"]["warp_same_yaw0_check"][f"{yaw:+.0f}"], err0, m0)
+    out = {c: {n: {y: {"psnr": pooled_psnr(cell), "pixels": cell[1]} for y, cell in per.items()} for n, per in by.items()}
+           for c, by in acc.items()}
     print(json.dumps(out, indent=1))
 
 
