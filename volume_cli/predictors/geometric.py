@@ -7,7 +7,9 @@ Per crop pixel, one Gaussian on the pixel's ray at a depth taken from
     ears, skull, jaw line and neck, feathered into the mesh depth so there is no step at the
     face's edge; hair beyond the skull's outline on a shell over the scalp; the neck and
     shoulders beyond that at the depth of the nearest point of the head's outline,
-with opacity from MediaPipe selfie segmentation (background removed, soft edges kept). Where the
+with opacity from MediaPipe selfie segmentation (background removed, soft edges kept), or, asked
+for (``matte=True``, not the default yet), that mask corrected at its outline by the learned
+person matte (volume_cli.matte: trained on synthetic people against their true coverage). Where the
 head cannot be fitted (``HeadFit.ok`` False) the frame falls back to the older proxy: an ellipsoid
 fitted to the landmarks, and a plane at the depth of its silhouette.
 
@@ -272,13 +274,15 @@ def _steps():
     return sys.modules[__name__]
 
 
-def proxy_depth(landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray, prior: HeadPrior | None = None) -> np.ndarray:
+def proxy_depth(landmarks: np.ndarray, K: np.ndarray, rays: np.ndarray, prior: HeadPrior | None = None,
+                mesh: np.ndarray | None = None) -> np.ndarray:
     """Proxy z-depth [S, S] (metres, virtual-camera frame), finite everywhere: the face mesh
     (landmarks [478, 3]), feathered into the fitted head (``prior``) or, without one, into the
-    ellipsoid. rays [S, S, 3]: camera.image_rays of K."""
+    ellipsoid. rays [S, S, 3]: camera.image_rays of K; mesh: ``face_mesh_depth`` of the landmarks
+    when the caller has it already."""
     size = rays.shape[0]
     proxy = ellipsoid_proxy(landmarks, rays) if prior is None else _head_proxy(prior, PROXY_SMOOTH_PX * size / 256.0)
-    mesh = face_mesh_depth(landmarks, K, size)
+    mesh = face_mesh_depth(landmarks, K, size) if mesh is None else mesh
     covered = np.isfinite(mesh)
     if prior is not None:
         proxy = _meet_the_mesh(proxy, mesh, SEAM_PX * size / 256.0)
@@ -308,11 +312,20 @@ class GeometricPredictor:
     name = "geometric"
     weights_sha256 = None
 
-    def __init__(self, colour_steps: int = COLOUR_STEPS, head: bool = True) -> None:
-        """head: fit the whole-head model (False: the ellipsoid everywhere, the older baseline)."""
+    def __init__(self, colour_steps: int = COLOUR_STEPS, head: bool = True, matte: bool = False) -> None:
+        """head: fit the whole-head model (False: the ellipsoid everywhere, the older baseline);
+        matte: refine MediaPipe's person mask with the learned matte (``volume_cli.matte``,
+        ``weights/matte.safetensors``). Off by default: on held-out synthetic people it gains
+        0.14 dB of side-view PSNR but costs 0.5 / 0.2 dB of authenticity (crop / frame), on the
+        real photos and selfie frames 0.5 / 0.3 dB (session 22, weights/experiments/s22_matte/)."""
         self.colour_steps = colour_steps
         self.use_head = head
         self.name = "geometric" if head else "geometric-ellipsoid"
+        self.matte = None
+        if matte:
+            from volume_cli.matte.model import PersonMatte
+
+            self.matte = PersonMatte()
         model = load_head_model() if head else None
         self._hidden_slots = hidden_side_slots(model) if head else 0
         self._pool: ThreadPoolExecutor | None = None
@@ -387,9 +400,14 @@ class GeometricPredictor:
         crop_u8 = np.ascontiguousarray((image * 255.0 + 0.5).astype(np.uint8))
         rays = camera.image_rays(K, s, s)
         prior = self.head_prior(batch, i)
-        depth = proxy_depth(batch.landmarks[i].double().cpu().numpy(), K, rays, prior)
+        landmarks = batch.landmarks[i].double().cpu().numpy()
+        mesh = face_mesh_depth(landmarks, K, s)
+        depth = proxy_depth(landmarks, K, rays, prior, mesh)
 
-        person = self.person_mask(crop_u8) * batch.valid[i].cpu().numpy()
+        valid = batch.valid[i].cpu().numpy()
+        person = self.person_mask(crop_u8) * valid
+        if self.matte is not None:
+            person = self.matte.coverage(crop_u8, person, *prior_masks(prior, s), np.isfinite(mesh), valid)
         opacity = np.clip(person, MIN_PERSON, MAX_OPACITY)
         logits = np.where(person >= MIN_PERSON, np.log(opacity) - np.log1p(-opacity), UNUSED_OPACITY_LOGIT)
 
@@ -441,6 +459,15 @@ class GeometricPredictor:
         colour_front, colour_back = target.clone(), target.clone()
         colour_front[idx], colour_back[idx] = fitted_rgb[:n], fitted_rgb[n:]
         return colour_front, colour_back
+
+
+def prior_masks(prior: HeadPrior | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted head's masks [S, S] bool that the matte takes (as ``prior_input`` makes its
+    head and shell channels): on the head, and on the hair shell beyond it; empty without a fit."""
+    if prior is None:
+        empty = np.zeros((size, size), bool)
+        return empty, empty
+    return prior.head_mask, np.isfinite(prior.shell_depth) & ~prior.head_mask
 
 
 def _fill_holes(mesh: np.ndarray) -> np.ndarray:
