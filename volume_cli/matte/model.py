@@ -9,7 +9,7 @@ is wrong, told by the crop and by what the head prior already knows (where the f
 hair shell and the face mesh are). Trained on synthetic people against their true coverage
 (``matte.training``).
 
-Input, per crop, float32 [B, INPUT_CHANNELS, S, S] (S divisible by 8), channel order
+Input, per crop, float32 [B, INPUT_CHANNELS, S, S] (any S; trained at TRAINED_SIZE), channel order
 INPUT_CHANNELS:
     r, g, b           the crop in [0, 1], centred to [-1, 1]
     person            MediaPipe's confidence (times the valid mask), in [0, 1]
@@ -64,8 +64,6 @@ class MatteNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = WIDTHS, head_width: int = HEAD_WIDTH) -> None:
         super().__init__()
         c = len(INPUT_CHANNELS)
-        self.widths = tuple(widths)
-        self.head_width = head_width
         # Inputs area-averaged to S/2, then a stride-2 convolution to S/4, where the U-Net runs.
         self.stem = nn.Sequential(nn.Conv2d(c, widths[0], 3, stride=2, padding=1), nn.SiLU())
         self.down = nn.ModuleList([_block(widths[0], widths[0])] + [_block(widths[k - 1], widths[k]) for k in range(1, len(widths))])
@@ -174,7 +172,7 @@ def parameter_count(net: nn.Module) -> int:
 
 
 def flops_estimate(size: int = 256) -> float:
-    """Multiply-adds of one forward at S = size (convolutions only), for the card and the bench."""
+    """Multiply-adds of one forward at S = size (convolutions only), for the model card."""
     net = MatteNet()
     total = 0.0
 

@@ -53,7 +53,8 @@ def load_shards(files: list[Path]) -> dict[str, np.ndarray]:
     """The inputs [N, len(INPUT_CHANNELS), S, S] float16 and targets (coverage [N, S, S] uint8,
     valid [N, S, S] bool) of every sample in ``files``."""
     inputs, alpha, valid = [], [], []
-    picks = [PRIOR_CHANNELS.index(name) for name in ("person", "head", "shell", "mesh")]
+    # The network's inputs between the colours and the valid mask are prior channels, in its order.
+    picks = [PRIOR_CHANNELS.index(name) for name in INPUT_CHANNELS[3:-1]]
     for path in files:
         with np.load(path) as shard:
             crop = shard["crop"].transpose(0, 3, 1, 2).astype(np.float16) / np.float16(255.0)
@@ -208,7 +209,7 @@ def export(run: Path, folder: Path, extra: dict | None = None) -> Path:
     """``weights/matte.safetensors`` and its card ``matte.json`` from a run's checkpoint."""
     from safetensors.torch import save_file
 
-    from volume_cli.matte.model import HEAD_WIDTH, WIDTHS, sha256_of
+    from volume_cli.matte.model import HEAD_WIDTH, TRAINED_SIZE, WIDTHS, flops_estimate, sha256_of
 
     state = torch.load(run / "checkpoint.pt", weights_only=False)
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,7 +219,8 @@ def export(run: Path, folder: Path, extra: dict | None = None) -> Path:
     validations = [row for row in log if "validation" in row]
     card = {
         "model": "volume person matte (matte/model.py)",
-        "architecture": {"widths": list(WIDTHS), "head_width": HEAD_WIDTH, "inputs": list(INPUT_CHANNELS)},
+        "architecture": {"widths": list(WIDTHS), "head_width": HEAD_WIDTH, "inputs": list(INPUT_CHANNELS),
+                         "multiply_adds_at_trained_size": flops_estimate(TRAINED_SIZE)},
         "training": state["config"], "steps": state["step"],
         "validation": validations[-1]["validation"] if validations else None,
         "sha256": sha256_of(path),

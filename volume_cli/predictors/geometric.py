@@ -48,6 +48,7 @@ from volume_cli.head.prior import HeadPrior, subdivided
 from volume_cli.head.track import HeadTrack
 from volume_cli.head.texture import hidden_side_colours, seen_colours
 from volume_cli.predictors.base import GAUSSIANS_PER_PIXEL, CropBatch
+from volume_cli.predictors.prior_input import head_masks
 from volume_cli.segmentation import PersonSegmenter
 
 # Standard deviation of a pixel's front Gaussian, in crop pixels at its depth: thin, so that with
@@ -407,7 +408,7 @@ class GeometricPredictor:
         valid = batch.valid[i].cpu().numpy()
         person = self.person_mask(crop_u8) * valid
         if self.matte is not None:
-            person = self.matte.coverage(crop_u8, person, *prior_masks(prior, s), np.isfinite(mesh), valid)
+            person = self.matte.coverage(crop_u8, person, *head_masks(prior, s), np.isfinite(mesh), valid)
         opacity = np.clip(person, MIN_PERSON, MAX_OPACITY)
         logits = np.where(person >= MIN_PERSON, np.log(opacity) - np.log1p(-opacity), UNUSED_OPACITY_LOGIT)
 
@@ -459,15 +460,6 @@ class GeometricPredictor:
         colour_front, colour_back = target.clone(), target.clone()
         colour_front[idx], colour_back[idx] = fitted_rgb[:n], fitted_rgb[n:]
         return colour_front, colour_back
-
-
-def prior_masks(prior: HeadPrior | None, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted head's masks [S, S] bool that the matte takes (as ``prior_input`` makes its
-    head and shell channels): on the head, and on the hair shell beyond it; empty without a fit."""
-    if prior is None:
-        empty = np.zeros((size, size), bool)
-        return empty, empty
-    return prior.head_mask, np.isfinite(prior.shell_depth) & ~prior.head_mask
 
 
 def _fill_holes(mesh: np.ndarray) -> np.ndarray:

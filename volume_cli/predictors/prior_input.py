@@ -42,6 +42,15 @@ PRIOR_DEPTH_SCALE_M = 0.1
 MIRROR_SIGN = np.array([-1.0 if name == "normal_x" else 1.0 for name in PRIOR_CHANNELS], np.float32)
 
 
+def head_masks(prior: HeadPrior | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted head's ``head`` and ``shell`` channels as [S, S] bool masks: on the head, and on
+    the hair shell beyond it; both empty where the fit was refused (None)."""
+    if prior is None:
+        empty = np.zeros((size, size), bool)
+        return empty, empty
+    return prior.head_mask, np.isfinite(prior.shell_depth) & ~prior.head_mask
+
+
 def prior_channels(prior: HeadPrior | None, proxy_depth: np.ndarray, mesh_depth: np.ndarray, person: np.ndarray,
                    distance: float) -> np.ndarray:
     """float32 [PRIOR_CHANNEL_COUNT, S, S] (see the module docstring) from the crop's fitted head
@@ -53,13 +62,13 @@ def prior_channels(prior: HeadPrior | None, proxy_depth: np.ndarray, mesh_depth:
     index = {name: k for k, name in enumerate(PRIOR_CHANNELS)}
     out[index["proxy_depth"]] = (proxy_depth - distance) / PRIOR_DEPTH_SCALE_M
     if prior is not None:
-        on_head = prior.head_mask
+        on_head, on_shell = head_masks(prior, size)
         out[index["head_depth"]] = np.where(on_head, (prior.depth - distance) / PRIOR_DEPTH_SCALE_M, 0.0)
         normals = np.where(on_head[..., None], prior.normals, 0.0)
         for k, axis in enumerate(("normal_x", "normal_y", "normal_z")):
             out[index[axis]] = normals[..., k]
         out[index["head"]] = on_head
-        out[index["shell"]] = np.isfinite(prior.shell_depth) & ~on_head
+        out[index["shell"]] = on_shell
     out[index["person"]] = person
     on_mesh = np.isfinite(mesh_depth)
     out[index["mesh_depth"]] = np.where(on_mesh, (mesh_depth - distance) / PRIOR_DEPTH_SCALE_M, 0.0)

@@ -2,13 +2,12 @@
 checkpoint, or the shipped weights), by `volume evaluate`'s own protocol; the truth's coverage as
 the ceiling (oracle_matte_eval.py's), all in one run on the same people.
 Usage: python matte_eval.py COUNT [CHECKPOINT ...]"""
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-import oracle_matte_eval as oracle  # noqa: F401 - its patches give "true_alpha" the truth
+import oracle_matte_eval as oracle  # its patches give "true_alpha" the truth
 from volume_cli.evaluate.synthetic import evaluate_synthetic
 from volume_cli.matte.model import MatteNet, PersonMatte
 from volume_cli.predictors.geometric import GeometricPredictor
@@ -27,9 +26,4 @@ for path in sys.argv[2:] or ["shipped"]:
     p = GeometricPredictor(matte=False)
     p.matte = PersonMatte(net.eval())
     predictors[f"matte_{Path(path).parent.name}"] = p
-res = evaluate_synthetic(predictors, count=count)
-for n, m in res["predictors"].items():
-    print(n, "crop / frame", round(m["authenticity_psnr"], 2), round(m["original_authenticity_psnr"], 2), "realism",
-          round(m["realism_psnr"], 2), {y: round(v["psnr"], 2) for y, v in m["realism"].items()}, "lpips",
-          round(m["realism_lpips"], 3), "jitter", round(m["stability_ratio"], 2), flush=True)
-json.dump(res["predictors"], open(f"matte_eval_{count}.json", "w"), indent=1)
+oracle.report(evaluate_synthetic(predictors, count=count), f"matte_eval_{count}.json")

@@ -39,6 +39,15 @@ def predicted_views(predictor, fc, fc2, *args, **kwargs):
 
 synthetic.evaluate_sample, synthetic.predicted_views = evaluate_sample, predicted_views
 
+
+def report(res: dict, path: str) -> None:
+    """Print each predictor's line of `volume evaluate` means and write them to ``path``."""
+    for n, m in res["predictors"].items():
+        print(n, "crop / frame", round(m["authenticity_psnr"], 2), round(m["original_authenticity_psnr"], 2), "realism",
+              round(m["realism_psnr"], 2), {y: round(v["psnr"], 2) for y, v in m["realism"].items()}, "lpips",
+              round(m["realism_lpips"], 3), "jitter", round(m["stability_ratio"], 2), flush=True)
+    json.dump(res["predictors"], open(path, "w"), indent=1)
+
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 16
     shapes = {
@@ -52,9 +61,4 @@ if __name__ == "__main__":
         if shape is not None:
             p.person_mask = lambda crop, shape=shape: shape(truth_by_crop[key(crop)])
         predictors[name] = p
-    res = evaluate_synthetic(predictors, count=count)
-    for n, m in res["predictors"].items():
-        print(n, "crop / frame", round(m["authenticity_psnr"], 2), round(m["original_authenticity_psnr"], 2), "realism",
-              round(m["realism_psnr"], 2), {y: round(v["psnr"], 2) for y, v in m["realism"].items()}, "lpips",
-              round(m["realism_lpips"], 3), "jitter", round(m["stability_ratio"], 2), flush=True)
-    json.dump(res["predictors"], open(f"oracle_matte_eval_{count}.json", "w"), indent=1)
+    report(evaluate_synthetic(predictors, count=count), f"oracle_matte_eval_{count}.json")
